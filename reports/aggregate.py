@@ -1,0 +1,71 @@
+"""Aggregate run records over seeds: one :class:`CellStats` per (task, backbone, method, ratio)."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from reports.collect import RunRecord
+
+#: Methods listed first, in this order, when present; any other method follows alphabetically.
+PREFERRED_METHOD_ORDER: tuple[str, ...] = ("ce", "os", "cb", "fscl", "fscl+os")
+
+CellKey = tuple[str, str, str, float]
+
+
+@dataclass(frozen=True)
+class CellStats:
+    """Mean and sample std (ddof=1) of one metric over the finished seeds of one cell."""
+
+    task: str
+    backbone: str
+    method: str
+    ratio: float
+    metric: str
+    n: int
+    mean: float | None
+    std: float | None
+    n_failed: int
+
+
+def method_sort_key(method: str) -> tuple[int, str]:
+    """Sort key putting :data:`PREFERRED_METHOD_ORDER` first, then the rest alphabetically."""
+    if method in PREFERRED_METHOD_ORDER:
+        return (PREFERRED_METHOD_ORDER.index(method), "")
+    return (len(PREFERRED_METHOD_ORDER), method)
+
+
+def cell_sort_key(key: CellKey) -> tuple[str, str, tuple[int, str], float]:
+    """Order cells by task, backbone, method (preferred order) and ratio descending."""
+    task, backbone, method, ratio = key
+    return (task, backbone, method_sort_key(method), -ratio)
+
+
+def group_records(records: Sequence[RunRecord]) -> dict[CellKey, list[RunRecord]]:
+    """Group records by (task, backbone, method, ratio), in :func:`cell_sort_key` order."""
+    groups: dict[CellKey, list[RunRecord]] = {}
+    for record in records:
+        groups.setdefault((record.task, record.backbone, record.method, record.ratio), []).append(record)
+    return {key: groups[key] for key in sorted(groups, key=cell_sort_key)}
+
+
+def aggregate(records: Sequence[RunRecord], metric: str) -> list[CellStats]:
+    """Per cell: mean/std of ``metric`` over finished runs that report it; failed runs only counted."""
+    cells: list[CellStats] = []
+    for (task, backbone, method, ratio), group in group_records(records).items():
+        values = [r.metrics[metric] for r in group if r.status == "finished" and metric in r.metrics]
+        cells.append(
+            CellStats(
+                task=task,
+                backbone=backbone,
+                method=method,
+                ratio=ratio,
+                metric=metric,
+                n=len(values),
+                mean=statistics.fmean(values) if values else None,
+                std=statistics.stdev(values) if len(values) >= 2 else None,
+                n_failed=sum(1 for r in group if r.status == "failed"),
+            )
+        )
+    return cells

@@ -1,0 +1,154 @@
+"""Collect run folders: read each ``result.json`` into a :class:`RunRecord`.
+
+Never raises on bad result files: problems become warning strings (with the file path) and the file is left out.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+RESULT_FILE = "result.json"
+REQUIRED_KEYS: tuple[str, ...] = ("task", "backbone", "method", "ratio", "seed", "status")
+KNOWN_STATUSES: frozenset[str] = frozenset({"finished", "failed"})
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run, reduced to what the leaderboard needs. ``classes`` is (majority, minority)."""
+
+    task: str
+    dataset: str
+    classes: tuple[str, ...]
+    backbone: str
+    method: str
+    ratio: float
+    seed: int
+    status: str
+    metrics: dict[str, float]
+    path: Path
+
+
+@dataclass(frozen=True)
+class Collection:
+    """All readable runs, warnings about unreadable ones, and the number of folders without a result."""
+
+    records: list[RunRecord]
+    warnings: list[str]
+    incomplete: int
+
+
+class _BadResult(ValueError):
+    """A result.json that cannot be turned into a RunRecord."""
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _scalar_metrics(raw: Any, path: Path, warnings: list[str]) -> dict[str, float]:
+    """Keep the finite numeric metrics; matrices and other non-scalars are silently skipped."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise _BadResult(f"'metrics' must be an object, got {type(raw).__name__}")
+    metrics: dict[str, float] = {}
+    for name, value in raw.items():
+        if not _is_number(value):
+            continue
+        if not math.isfinite(value):
+            warnings.append(f"{path}: metric {name!r} is {value}; left out")
+            continue
+        metrics[str(name)] = float(value)
+    return metrics
+
+
+def _parse(data: Any, path: Path, warnings: list[str]) -> RunRecord:
+    """Validate one decoded result.json; raise :class:`_BadResult` with a short reason."""
+    if not isinstance(data, dict):
+        raise _BadResult(f"top level must be a JSON object, got {type(data).__name__}")
+    missing = [key for key in REQUIRED_KEYS if key not in data]
+    if missing:
+        raise _BadResult(f"missing required keys: {', '.join(missing)}")
+    for key in ("task", "backbone", "method", "status"):
+        if not isinstance(data[key], str) or not data[key]:
+            raise _BadResult(f"{key!r} must be a non-empty string, got {data[key]!r}")
+    if not _is_number(data["ratio"]) or not math.isfinite(data["ratio"]) or data["ratio"] <= 0:
+        raise _BadResult(f"'ratio' must be a positive number, got {data['ratio']!r}")
+    if not isinstance(data["seed"], int) or isinstance(data["seed"], bool):
+        raise _BadResult(f"'seed' must be an integer, got {data['seed']!r}")
+    if data["status"] not in KNOWN_STATUSES:
+        raise _BadResult(f"unknown status {data['status']!r} (expected one of {sorted(KNOWN_STATUSES)})")
+    classes = data.get("classes") or []
+    if not isinstance(classes, list):
+        raise _BadResult(f"'classes' must be a list, got {classes!r}")
+    return RunRecord(
+        task=data["task"],
+        dataset=str(data.get("dataset") or ""),
+        classes=tuple(str(c) for c in classes),
+        backbone=data["backbone"],
+        method=data["method"],
+        ratio=float(data["ratio"]),
+        seed=data["seed"],
+        status=data["status"],
+        metrics=_scalar_metrics(data.get("metrics"), path, warnings),
+        path=path,
+    )
+
+
+def _read(path: Path, warnings: list[str]) -> RunRecord | None:
+    """Read one result file; on any problem append a warning naming the path and return None."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        warnings.append(f"{path}: cannot read ({exc}); left out")
+        return None
+    except json.JSONDecodeError as exc:
+        warnings.append(f"{path}: invalid JSON ({exc}); left out")
+        return None
+    try:
+        return _parse(data, path, warnings)
+    except _BadResult as exc:
+        warnings.append(f"{path}: {exc}; left out")
+        return None
+
+
+def _run_key(record: RunRecord) -> tuple[str, str, str, float, int]:
+    return (record.task, record.backbone, record.method, record.ratio, record.seed)
+
+
+def collect_runs(runs_dir: Path) -> Collection:
+    """Read ``runs_dir/*/result.json`` (or ``runs_dir/result.json`` if present, as a single run).
+
+    Sub-folders without a result file count as incomplete; hidden folders and plain files are ignored.
+    A second run with the same (task, backbone, method, ratio, seed) is left out with a warning.
+    """
+    runs_dir = Path(runs_dir)
+    warnings: list[str] = []
+    if not runs_dir.is_dir():
+        return Collection(records=[], warnings=[f"{runs_dir}: runs directory not found"], incomplete=0)
+
+    if (runs_dir / RESULT_FILE).is_file():
+        candidates = [runs_dir / RESULT_FILE]
+        incomplete = 0
+    else:
+        folders = sorted(p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+        candidates = [f / RESULT_FILE for f in folders if (f / RESULT_FILE).is_file()]
+        incomplete = len(folders) - len(candidates)
+
+    records: list[RunRecord] = []
+    seen: dict[tuple[str, str, str, float, int], Path] = {}
+    for path in candidates:
+        record = _read(path, warnings)
+        if record is None:
+            continue
+        key = _run_key(record)
+        if key in seen:
+            warnings.append(f"{path}: duplicate of {seen[key]} (same task/backbone/method/ratio/seed); left out")
+            continue
+        seen[key] = path
+        records.append(record)
+    return Collection(records=records, warnings=warnings, incomplete=incomplete)
