@@ -1,0 +1,223 @@
+"""The ``bench`` command line: parse, validate, hand off. Heavy imports happen inside the commands so that
+``bench --help`` is instant."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    help="Benchmark training methods for imbalanced, fine-grained image classification on timm backbones.",
+)
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
+    """Print a one-line error to stderr and exit (2 = bad input)."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    from backbones import BackboneError
+    from bench.config import ConfigError
+    from bench.data import DataError
+
+    return ConfigError, DataError, BackboneError
+
+
+@app.command()
+def run(
+    data: Annotated[
+        str | None,
+        typer.Option(
+            help="ImageFolder root (train/ and test|val|valid/ of class folders), 'cifar10', or 'digits' (default)."
+        ),
+    ] = None,
+    task: Annotated[
+        str | None, typer.Option(help="Task preset(s), comma-separated, e.g. fine or fine,coarse (default: fine).")
+    ] = None,
+    classes: Annotated[
+        tuple[str, str] | None,
+        typer.Option(help="A task by its two class names: MAJORITY MINORITY.", show_default=False),
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="TOML file: data = ..., [tasks.NAME] classes = [...], and any option below.")
+    ] = None,
+    ratios: Annotated[
+        str | None,
+        typer.Option(help="Minority/majority training-image ratios in (0, 1]. [paper: 1,0.1,0.01,0.005,0.001]"),
+    ] = None,
+    methods: Annotated[
+        str | None,
+        typer.Option(help="Methods, comma-separated; combine parts with + (bench methods). [ce,os,cb,fscl,fscl+os]"),
+    ] = None,
+    seeds: Annotated[int | None, typer.Option(help="Run seeds 0..N-1. [paper: 10]")] = None,
+    backbone: Annotated[str | None, typer.Option(help="A timm model name (bench backbones). [resnet18]")] = None,
+    backbones: Annotated[str | None, typer.Option(help="Several timm model names, comma-separated.")] = None,
+    stages: Annotated[
+        str | None, typer.Option(help="Stage indices to tap for the similarity loss (bench stages NAME). [last two]")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs. [paper: 100]")] = None,
+    img_size: Annotated[int | None, typer.Option(help="Square input size in pixels. [paper: 224]")] = None,
+    majority_count: Annotated[
+        int | None, typer.Option(help="Majority-class training images (capped at what exists). [paper: 10000]")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size. [64]")] = None,
+    lr: Annotated[float | None, typer.Option(help="Adam learning rate. [1e-3]")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="Adam weight decay. [1e-5]")] = None,
+    warmup_epochs: Annotated[
+        int | None, typer.Option(help="Linear warm-up epochs before the cosine decay. [0]")
+    ] = None,
+    sim_weight: Annotated[float | None, typer.Option(help="Weight of the feature-similarity loss. [0.1]")] = None,
+    cb_beta: Annotated[float | None, typer.Option(help="Class-balanced loss beta. [0.9999]")] = None,
+    cb_gamma: Annotated[
+        float | None, typer.Option(help="Focal gamma of the class-balanced loss (--cb-kind focal). [0]")
+    ] = None,
+    cb_kind: Annotated[
+        str | None, typer.Option(help="Class-balanced loss kind: softmax, sigmoid or focal. [softmax]")
+    ] = None,
+    randaug_ops: Annotated[int | None, typer.Option(help="RandAugment-style ops per image. [2]")] = None,
+    randaug_magnitude: Annotated[int | None, typer.Option(help="RandAugment-style magnitude, 0-30. [9]")] = None,
+    pretrained: Annotated[
+        bool | None, typer.Option("--pretrained/--scratch", help="Start from timm's weights (downloads). [scratch]")
+    ] = None,
+    pretrained_file: Annotated[
+        Path | None, typer.Option(help="Start from a local timm-compatible checkpoint (offline clusters).")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps. [auto]")] = None,
+    amp: Annotated[str | None, typer.Option(help="auto (bf16 on CUDA, off on CPU), off, bf16 or fp16. [auto]")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Data-loader worker processes. [0 on <= 2 cores, else cores - 1]")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Output folder; re-running into it resumes. [runs/<timestamp>]")
+    ] = None,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Where downloaded data sets go. [$BENCH_CACHE or ~/.cache/bench]")
+    ] = None,
+) -> None:
+    """Train every cell of the grid (task x backbone x ratio x method x seed), then print the leaderboard."""
+    from bench.config import parse_names
+    from bench.session import run_session
+
+    errors = _user_errors()
+    if backbone is not None and backbones is not None:
+        fail("give --backbone or --backbones, not both")
+    options = {
+        "ratios": ratios, "methods": methods, "seeds": seeds, "backbones": backbones or backbone, "stages": stages,
+        "epochs": epochs, "img_size": img_size, "majority_count": majority_count, "batch_size": batch_size, "lr": lr,
+        "weight_decay": weight_decay, "warmup_epochs": warmup_epochs, "sim_weight": sim_weight, "cb_beta": cb_beta,
+        "cb_gamma": cb_gamma, "cb_kind": cb_kind, "randaug_ops": randaug_ops, "randaug_magnitude": randaug_magnitude,
+        "pretrained": pretrained, "pretrained_file": str(pretrained_file) if pretrained_file else None,
+        "device": device, "amp": amp, "workers": workers,
+    }  # fmt: skip
+    out = out or Path("runs") / datetime.now().strftime("%Y-%m-%d_%H%M%S")
+    try:
+        task_names = parse_names(task, "--task") if task is not None else ()
+        code = run_session(
+            data=data, config_path=config, task_names=task_names, classes=classes, options=options, out=out,
+            cache_dir=cache_dir,
+        )  # fmt: skip
+    except errors as error:
+        fail(str(error))
+    except KeyboardInterrupt:
+        fail(f"interrupted; finished runs are kept in {out}; run the same command with --out {out} to resume",
+             EXIT_INTERRUPTED)  # fmt: skip
+    raise typer.Exit(code)
+
+
+@app.command()
+def report(
+    runs_dir: Annotated[Path, typer.Argument(help="A folder of run folders written by bench run.")],
+    out: Annotated[Path | None, typer.Option(help="Where to write leaderboard.md and .csv. [RUNS_DIR]")] = None,
+) -> None:
+    """Write leaderboard.md and leaderboard.csv (mean ± std over seeds, n per cell) and print the table."""
+    from reports import write_leaderboard
+
+    if not runs_dir.is_dir():
+        fail(f"{runs_dir} is not a folder; pass the --out folder of a bench run")
+    try:
+        files = write_leaderboard(runs_dir, out)
+    except OSError as error:
+        fail(f"cannot write the leaderboard: {error}")
+    for warning in files.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    if files.n_runs == 0:
+        fail(f"no finished runs found in {runs_dir}; pass the --out folder of a bench run")
+    typer.echo(files.markdown)
+    typer.echo(f"wrote {files.markdown_path} and {files.csv_path}", err=True)
+
+
+@app.command("methods")
+def list_methods() -> None:
+    """List the method components; combine them with + (e.g. fscl+os, cb+fscl)."""
+    from bench.methods import METHOD_DESCRIPTIONS, components
+
+    for name in components():
+        typer.echo(f"{name:6} {METHOD_DESCRIPTIONS.get(name, '')}")
+
+
+@app.command("backbones")
+def list_backbones(
+    pattern: Annotated[str, typer.Argument(help="A wildcard filter, e.g. 'resnet*' or '*vit_tiny*'.")] = "*",
+) -> None:
+    """List the timm model names that --backbone accepts."""
+    from backbones import list_backbones as names
+
+    found = names(pattern)
+    if not found:
+        fail(f"no timm model matches '{pattern}'; try a wider pattern such as '*{pattern.strip('*')}*'")
+    typer.echo("\n".join(found))
+
+
+@app.command("stages")
+def list_stages(name: Annotated[str, typer.Argument(help="A timm model name.")] = "resnet18") -> None:
+    """List a backbone's stages (index, module, channels, stride) for --stages."""
+    from backbones import describe_stages
+
+    try:
+        rows = describe_stages(name)
+    except _user_errors() as error:
+        fail(str(error))
+    default = {index for index, *_ in rows[-2:]}
+    for index, module, channels, reduction in rows:
+        mark = "  (default tap)" if index in default else ""
+        typer.echo(f"{index:3}  {module:20} {channels:5} channels  stride {reduction}{mark}")
+
+
+@app.command("tasks")
+def list_tasks(
+    data: Annotated[str | None, typer.Option(help="Data set: a folder, 'cifar10' or 'digits' (default).")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Where downloaded data sets go.")] = None,
+) -> None:
+    """List a data set's task presets, classes and image counts per split."""
+    from bench.data import open_source
+
+    try:
+        source = open_source(data, cache_dir=cache_dir)
+    except _user_errors() as error:
+        fail(str(error))
+    typer.echo(f"data set {source.name}: {len(source.train.classes)} classes")
+    for name, (majority, minority) in source.tasks.items():
+        typer.echo(f"  task {name}: majority {majority}, minority {minority}")
+    for split_name, split in (("train", source.train), (source.test_split, source.test)):
+        counts = ", ".join(f"{c} {len(split.indices_of(c))}" for c in split.classes)
+        typer.echo(f"  {split_name}: {counts}")
+
+
+def main() -> None:  # pragma: no cover - console entry point for python -m bench
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""Data for the benchmark: open a source, decode chosen classes, subsample a task, augment and load.
+
+source = open_source("digits")                                  # or "cifar10" or an ImageFolder root
+decoded = decode_split(source.train, ["1", "8"], img_size=32)  # uint8 [N, 32, 32, 3]
+subset = subsample_task(decoded.labels, 1, 8, majority_count=100, ratio=0.1, seed=0)
+mean, std = compute_channel_stats(decoded.images[subset.indices])
+loader = create_loader(decoded.images[subset.indices], decoded.labels[subset.indices],
+                       create_train_transform(mean, std), batch_size=32, train=True, oversample=True)
+"""
+
+from bench.data.augment import (
+    compute_channel_stats,
+    create_randaugment,
+    create_test_transform,
+    create_train_transform,
+    seed_transform,
+)
+from bench.data.decode import DecodedImages, decode_split, read_image, resize_square
+from bench.data.errors import DataError
+from bench.data.loader import ArrayDataset, balanced_weights, create_loader, resolve_workers
+from bench.data.sources import (
+    BUILTIN_SOURCES,
+    DatasetSource,
+    ImageSplit,
+    default_cache_dir,
+    load_task_file,
+    open_source,
+)
+from bench.data.subsample import TaskSubset, subsample_task
+
+__all__ = [
+    "BUILTIN_SOURCES",
+    "ArrayDataset",
+    "DataError",
+    "DatasetSource",
+    "DecodedImages",
+    "ImageSplit",
+    "TaskSubset",
+    "balanced_weights",
+    "compute_channel_stats",
+    "create_loader",
+    "create_randaugment",
+    "create_test_transform",
+    "create_train_transform",
+    "decode_split",
+    "default_cache_dir",
+    "load_task_file",
+    "open_source",
+    "read_image",
+    "resize_square",
+    "resolve_workers",
+    "seed_transform",
+    "subsample_task",
+]

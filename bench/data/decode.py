@@ -1,0 +1,169 @@
+"""Decode the images of chosen classes to uint8 RGB squares of one size, in parallel, skipping broken files."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from bench.data.errors import DataError
+from bench.data.splits import ImageSplit
+
+
+@dataclass(frozen=True, eq=False)
+class DecodedImages:
+    """Decoded images of some classes of an ImageSplit.
+
+    images: uint8 [N, S, S, 3] RGB. labels: int64 [N] class indices of the split.
+    source_indices: int64 [N] indices into the split. skipped: "path: reason" of unreadable files.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    source_indices: np.ndarray
+    skipped: tuple[str, ...] = ()
+
+
+def resize_square(image: np.ndarray, size: int) -> np.ndarray:
+    """uint8 [H, W, 3] -> [size, size, 3] with cv2: INTER_AREA when shrinking both sides, else INTER_LINEAR."""
+    height, width = image.shape[:2]
+    if height == size and width == size:
+        return image
+    interpolation = cv2.INTER_AREA if height >= size and width >= size else cv2.INTER_LINEAR
+    return cv2.resize(image, (size, size), interpolation=interpolation)
+
+
+def _to_rgb(image: Image.Image) -> np.ndarray:
+    """Any PIL mode -> uint8 [H, W, 3] RGB.
+
+    16-bit greys (and 32-bit ones with values above 255) are scaled by 1/257; float greys are read as 0..1.
+    """
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        grey = np.asarray(image).astype(np.float64)
+        wide = image.mode.startswith("I;16") or (grey.size and grey.max() > 255)
+        scale = 1.0 / 257.0 if wide else 1.0
+        grey = np.clip(np.rint(grey * scale), 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    if image.mode == "F":
+        grey = np.asarray(image, dtype=np.float64)
+        scale = 255.0 if grey.size and grey.max() <= 1.0 else 1.0
+        grey = np.clip(np.rint(grey * scale), 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")  # avoids Pillow's warning about palette transparency
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    return np.asarray(image, dtype=np.uint8)
+
+
+def read_image(path: Path, size: int) -> np.ndarray:
+    """One file -> uint8 [size, size, 3] RGB: EXIF orientation applied, converted to RGB, resized with cv2.
+
+    JPEGs are decoded at a reduced DCT scale when that still leaves at least `size` pixels a side.
+    Raises whatever Pillow raises for files it cannot read.
+    """
+    with Image.open(path) as image:
+        if image.format == "JPEG":
+            image.draft(image.mode, (size, size))
+        image.load()
+        try:
+            oriented = ImageOps.exif_transpose(image)
+        except Exception:  # a damaged EXIF block: keep the pixels as stored
+            oriented = image
+        return np.ascontiguousarray(resize_square(_to_rgb(oriented), size))
+
+
+def _reason(path: Path, error: Exception) -> str:
+    try:
+        if path.stat().st_size == 0:
+            return "empty file"
+    except OSError:
+        pass
+    if isinstance(error, UnidentifiedImageError):
+        return "not a recognised image"
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def decode_split(
+    split: ImageSplit,
+    class_names: Sequence[str],
+    img_size: int,
+    *,
+    threads: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> DecodedImages:
+    """Decode every image of `class_names` (in split index order) to uint8 [N, img_size, img_size, 3].
+
+    Files are read by a thread pool of `threads` (default min(8, cpu count)); unreadable ones are
+    skipped, listed in `skipped` and announced by one warning. progress(done, total) is called
+    about every 1% and at the end. DataError if a requested class ends up with no image.
+    """
+    if img_size < 1:
+        raise DataError(f"image size must be a positive number of pixels, got {img_size}")
+    labels_wanted = sorted({split.class_index(name) for name in class_names})
+    indices = np.flatnonzero(np.isin(split.labels, labels_wanted)).astype(np.int64)
+    total = len(indices)
+    step = max(1, total // 100)
+    out = np.empty((total, img_size, img_size, 3), dtype=np.uint8)
+    failures: dict[int, str] = {}  # position -> "path: reason"
+
+    if split.images is not None:
+        for position, index in enumerate(indices):
+            out[position] = resize_square(split.images[index], img_size)
+            if progress is not None and ((position + 1) % step == 0 or position + 1 == total):
+                progress(position + 1, total)
+    else:
+        assert split.paths is not None
+        paths = split.paths
+
+        def work(position: int) -> str | None:
+            path = paths[indices[position]]
+            try:
+                out[position] = read_image(path, img_size)
+            except Exception as error:  # truncated, empty, not an image, unsupported mode ...
+                return f"{path}: {_reason(path, error)}"
+            return None
+
+        workers = threads if threads is not None else min(8, os.cpu_count() or 1)
+        pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="bench-decode")
+        try:
+            for position, failure in enumerate(pool.map(work, range(total))):
+                if failure is not None:
+                    failures[position] = failure
+                if progress is not None and ((position + 1) % step == 0 or position + 1 == total):
+                    progress(position + 1, total)
+        except BaseException:  # Ctrl-C or a failing progress callback: drop the queued files
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+
+    labels = split.labels[indices]
+    ok = np.ones(total, dtype=bool)
+    ok[list(failures)] = False
+    for label in labels_wanted:
+        if not np.any(ok & (labels == label)):
+            name = split.classes[label]
+            if not np.any(labels == label):
+                raise DataError(f"class {name!r} has no images in this split; pick classes that have images")
+            first = next(failures[p] for p in sorted(failures) if labels[p] == label)
+            raise DataError(f"no image of class {name!r} could be read (first: {first}); check the files of that class")
+    skipped = [failures[p] for p in sorted(failures)]
+    if skipped:
+        warnings.warn(
+            f"skipped {len(skipped)} of {total} image files that could not be read (first: {skipped[0]})",
+            stacklevel=2,
+        )
+        keep = np.flatnonzero(ok)
+        for target, position in enumerate(keep):  # compact in place rather than copying every image
+            if target != position:
+                out[target] = out[position]
+        out, labels, indices = out[: len(keep)], labels[keep], indices[keep]
+    return DecodedImages(images=out, labels=labels, source_indices=indices, skipped=tuple(skipped))

@@ -1,0 +1,112 @@
+"""A user's ImageFolder tree: root/train/<class>/<images> plus root/test/ (or val/, valid/) and optional bench.toml."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+from bench.data.errors import DataError
+from bench.data.splits import DatasetSource, ImageSplit
+from bench.data.taskfile import load_task_file
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
+EVAL_SPLITS = ("test", "val", "valid")
+TASK_FILE = "bench.toml"
+
+
+def _is_hidden(name: str) -> bool:
+    return name.startswith(".")
+
+
+def _class_dirs(split_dir: Path) -> list[str]:
+    """Names of the visible sub-folders of a split, sorted (so labels never depend on filesystem order)."""
+    names = sorted(e.name for e in os.scandir(split_dir) if not _is_hidden(e.name) and e.is_dir())
+    if not names:
+        raise DataError(f"{split_dir} has no class folders; expected {split_dir}/<class>/<images>")
+    return names
+
+
+def _image_files(class_dir: Path) -> list[Path]:
+    """Image files under a class folder (sub-folders included), hidden ones skipped, sorted by relative path."""
+    found: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(class_dir):
+        dirnames[:] = [d for d in dirnames if not _is_hidden(d)]
+        rel = os.path.relpath(dirpath, class_dir)
+        for name in filenames:
+            if not _is_hidden(name) and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
+                found.append(name if rel == "." else os.path.join(rel, name))
+    if not found:
+        extensions = " ".join(sorted(IMAGE_EXTENSIONS))
+        raise DataError(f"class folder {class_dir} has no images ({extensions}); add some or remove the folder")
+    return [class_dir / rel for rel in sorted(found, key=lambda r: Path(r).parts)]
+
+
+def _read_split(split_dir: Path, classes: tuple[str, ...]) -> ImageSplit:
+    paths: list[Path] = []
+    labels: list[int] = []
+    for label, name in enumerate(classes):
+        files = _image_files(split_dir / name)
+        paths.extend(files)
+        labels.extend([label] * len(files))
+    return ImageSplit(classes=classes, labels=np.asarray(labels, dtype=np.int64), paths=tuple(paths))
+
+
+def _fingerprint(root: Path, splits: list[ImageSplit]) -> str:
+    """Hash of every file's path relative to root, size and modification time: 16 hex digits."""
+    digest = hashlib.sha256()
+    for split in splits:
+        assert split.paths is not None
+        for path in split.paths:
+            stat = path.stat()
+            digest.update(f"{path.relative_to(root).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def open_folder(data: str | Path) -> DatasetSource:
+    """Index an ImageFolder tree (no image is opened here); DataError with a one-line fix for a bad layout."""
+    root = Path(data).expanduser()
+    layout = f"expected {root}/train/<class>/<images> and {root}/test/<class>/<images>"
+    if not root.exists():
+        raise DataError(f"data path {root} does not exist; pass 'digits', 'cifar10' or an ImageFolder root ({layout})")
+    if not root.is_dir():
+        raise DataError(f"data path {root} is not a directory; {layout}")
+    train_dir = root / "train"
+    if not train_dir.is_dir():
+        raise DataError(f"no train split in {root}: expected {train_dir}/<class>/<images>")
+    test_split = next((s for s in EVAL_SPLITS if (root / s).is_dir()), None)
+    if test_split is None:
+        raise DataError(f"no evaluation split in {root}: expected {root}/test/<class>/<images> (or val/ or valid/)")
+    test_dir = root / test_split
+    train_classes, test_classes = _class_dirs(train_dir), _class_dirs(test_dir)
+    if train_classes != test_classes:
+        only_train = ", ".join(sorted(set(train_classes) - set(test_classes))) or "-"
+        only_test = ", ".join(sorted(set(test_classes) - set(train_classes))) or "-"
+        raise DataError(
+            f"class folders differ between {train_dir} and {test_dir} (only in train: {only_train}; "
+            f"only in {test_split}: {only_test}); give both splits the same class folders"
+        )
+    classes = tuple(train_classes)
+    train, test = _read_split(train_dir, classes), _read_split(test_dir, classes)
+    tasks: dict[str, tuple[str, str]] = {}
+    task_file = root / TASK_FILE
+    if task_file.is_file():
+        tasks = load_task_file(task_file)
+        for task, pair in tasks.items():
+            unknown = [c for c in pair if c not in classes]
+            if unknown:
+                raise DataError(
+                    f"{task_file}: task {task!r} names class {unknown[0]!r}, which is not a folder in {train_dir} "
+                    f"(classes: {', '.join(classes)})"
+                )
+    return DatasetSource(
+        name=str(data),
+        train=train,
+        test=test,
+        test_split=test_split,
+        tasks=tasks,
+        defaults={},
+        fingerprint=_fingerprint(root, [train, test]),
+    )

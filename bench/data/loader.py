@@ -1,0 +1,115 @@
+"""Torch datasets and loaders over in-memory uint8 images, seeded for reproducible runs."""
+
+from __future__ import annotations
+
+import copy
+import os
+import random
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+
+from bench.data.augment import seed_transform
+from bench.data.errors import DataError
+
+
+class ArrayDataset(Dataset):
+    """images uint8 [N, H, W, 3] + labels int64 [N]; item i -> (transform(image=images[i])["image"], int label).
+
+    With the pipelines of `bench.data.augment` the image comes out as a float32 tensor [3, H, W].
+    """
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform: Callable[..., dict[str, Any]]) -> None:
+        if images.ndim != 4 or images.shape[3] != 3:
+            raise DataError(f"images must be uint8 [N, H, W, 3], got shape {images.shape}")
+        if len(images) != len(labels):
+            raise DataError(f"got {len(images)} images but {len(labels)} labels")
+        self.images = images
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.transform(image=self.images[index])["image"], int(self.labels[index])
+
+
+def _seed_worker(worker_id: int) -> None:
+    """Seed numpy, random and the worker's copy of the transform from the seed torch gave this worker."""
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+    info = torch.utils.data.get_worker_info()
+    if info is not None:
+        seed_transform(getattr(info.dataset, "transform", None), seed)
+
+
+def balanced_weights(labels: np.ndarray) -> torch.Tensor:
+    """Sampling weight 1 / count(class of sample) per sample: float64 [N]; every class gets the same total."""
+    labels = np.asarray(labels, dtype=np.int64)
+    counts = np.bincount(labels)
+    return torch.from_numpy(1.0 / counts[labels])
+
+
+def create_loader(
+    images: np.ndarray,
+    labels: np.ndarray,
+    transform: Callable[..., dict[str, Any]],
+    *,
+    batch_size: int,
+    train: bool,
+    oversample: bool = False,
+    workers: int = 0,
+    seed: int = 0,
+    pin_memory: bool = False,
+) -> DataLoader:
+    """Batches of (float [B, 3, H, W], int64 [B]); the transform is copied, so the caller's object is untouched.
+
+    train: reshuffled every epoch from a torch.Generator seeded by `seed`. oversample (train only): sample
+    len(labels) items with replacement, weights 1 / class count, so classes come out 1:1 on average.
+    workers > 0: persistent workers, prefetch 4, each seeding numpy, random and its transform from
+    torch.initial_seed(); workers == 0: the transform is seeded from `seed`. Eval (train=False): fixed
+    order, no sampler; `oversample` is ignored.
+    """
+    if batch_size < 1:
+        raise DataError(f"batch size must be at least 1, got {batch_size}")
+    if workers < 0:
+        raise DataError(f"number of loader workers must be >= 0, got {workers}")
+    transform = copy.deepcopy(transform)
+    dataset = ArrayDataset(images, labels, transform)
+    generator = torch.Generator().manual_seed(seed)
+    sampler = None
+    if train and oversample:
+        sampler = WeightedRandomSampler(
+            balanced_weights(dataset.labels), num_samples=len(dataset), replacement=True, generator=generator
+        )
+    if workers == 0:
+        seed_transform(transform, seed)
+    extra: dict[str, Any] = {}
+    if workers > 0:
+        extra = {"persistent_workers": True, "prefetch_factor": 4, "worker_init_fn": _seed_worker}
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=train and sampler is None,
+        sampler=sampler,
+        num_workers=workers,
+        generator=generator,
+        pin_memory=pin_memory,
+        drop_last=False,
+        **extra,
+    )
+
+
+def resolve_workers(requested: int | None) -> int:
+    """Loader worker processes: `requested` as given, or 0 on machines with <= 2 CPUs, else min(8, CPUs - 1)."""
+    if requested is not None:
+        if requested < 0:
+            raise DataError(f"number of loader workers must be >= 0, got {requested}")
+        return int(requested)
+    cpus = os.cpu_count() or 1
+    return 0 if cpus <= 2 else min(8, cpus - 1)

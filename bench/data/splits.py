@@ -1,0 +1,94 @@
+"""The data containers every source returns: one split of labelled images, and a data set."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from bench.data.errors import DataError
+
+
+@dataclass(frozen=True, eq=False)
+class ImageSplit:
+    """One split of a data set; exactly one of `images` and `paths` is set.
+
+    classes: class names, label i is classes[i]. labels: int64 [N].
+    images: uint8 [N, H, W, 3] RGB when held in memory. paths: N image files when on disk.
+    """
+
+    classes: tuple[str, ...]
+    labels: np.ndarray
+    images: np.ndarray | None = None
+    paths: tuple[Path, ...] | None = None
+
+    def __post_init__(self) -> None:
+        labels = np.asarray(self.labels, dtype=np.int64)
+        object.__setattr__(self, "classes", tuple(self.classes))
+        object.__setattr__(self, "labels", labels)
+        if labels.ndim != 1:
+            raise DataError(f"labels must be 1-D, got shape {labels.shape}")
+        if len(labels) and (labels.min() < 0 or labels.max() >= len(self.classes)):
+            raise DataError(f"labels must lie in 0..{len(self.classes) - 1} (one per class name)")
+        if (self.images is None) == (self.paths is None):
+            raise DataError("an ImageSplit needs exactly one of images (in memory) or paths (on disk)")
+        if self.images is not None:
+            shape = self.images.shape
+            if self.images.dtype != np.uint8 or len(shape) != 4 or shape[3] != 3 or shape[0] != len(labels):
+                raise DataError(f"images must be uint8 [{len(labels)}, H, W, 3], got {self.images.dtype} {shape}")
+        if self.paths is not None:
+            object.__setattr__(self, "paths", tuple(Path(p) for p in self.paths))
+            if len(self.paths) != len(labels):
+                raise DataError(f"got {len(self.paths)} paths for {len(labels)} labels")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __repr__(self) -> str:
+        held = f"images=uint8{list(self.images.shape)}" if self.images is not None else f"paths=[{len(self)} files]"
+        return f"ImageSplit(classes={list(self.classes)}, n={len(self)}, {held})"
+
+    def class_index(self, class_name: str) -> int:
+        """Label of `class_name`; DataError naming the known classes if it is not one of them."""
+        try:
+            return self.classes.index(class_name)
+        except ValueError:
+            known = ", ".join(self.classes)
+            raise DataError(f"unknown class {class_name!r}; the classes are: {known}") from None
+
+    def indices_of(self, class_name: str) -> np.ndarray:
+        """Indices of the images of `class_name`, ascending: int64 [n]."""
+        return np.flatnonzero(self.labels == self.class_index(class_name)).astype(np.int64)
+
+
+@dataclass(frozen=True, eq=False)
+class DatasetSource:
+    """A data set ready for the benchmark: both splits share `classes` and label numbering.
+
+    name: "digits", "cifar10" or the folder path as given. test_split: "test", "val" or "valid".
+    tasks: preset binary tasks, name -> (majority, minority). defaults: data-set specific settings
+    (img_size, epochs, majority_count, seeds); empty for user folders. fingerprint: short data hash.
+    """
+
+    name: str
+    train: ImageSplit
+    test: ImageSplit
+    test_split: str
+    tasks: dict[str, tuple[str, str]] = field(default_factory=dict)
+    defaults: dict[str, int] = field(default_factory=dict)
+    fingerprint: str = ""
+
+    def __post_init__(self) -> None:
+        if self.train.classes != self.test.classes:
+            raise DataError(f"{self.name}: train and {self.test_split} splits must have the same classes in one order")
+        for task, (majority, minority) in self.tasks.items():
+            for name in (majority, minority):
+                if name not in self.train.classes:
+                    known = ", ".join(self.train.classes)
+                    raise DataError(f"task {task!r} of {self.name} names unknown class {name!r}; classes: {known}")
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """Class names shared by both splits."""
+        return self.train.classes

@@ -1,0 +1,99 @@
+"""Device and precision: every GPU fast path (channels-last, autocast, GradScaler, cuDNN autotune, pinned
+memory, non-blocking copies) lives here, switchable, so the training loop stays device-independent.
+
+On CUDA the defaults are channels-last and bfloat16 autocast; ``--amp fp16`` adds a GradScaler. On the CPU
+training is fp32 unless ``--amp bf16`` is asked for (which runs the same autocast code path).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from bench.config import ConfigError
+
+_AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class DeviceSetup:
+    """Where and how a run computes."""
+
+    device: torch.device
+    amp_dtype: torch.dtype | None  # None = full precision
+    channels_last: bool
+    pin_memory: bool
+
+    @property
+    def use_grad_scaler(self) -> bool:
+        return self.amp_dtype == torch.float16
+
+    @property
+    def description(self) -> str:
+        precision = {None: "fp32", torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast"}[self.amp_dtype]
+        layout = ", channels-last" if self.channels_last else ""
+        return f"{self.device} ({precision}{layout})"
+
+
+def resolve_device(device: str = "auto", amp: str = "auto") -> DeviceSetup:
+    """``device``: auto | cpu | cuda[:N] | mps; ``amp``: auto (bf16 on CUDA, off elsewhere) | off | bf16 | fp16."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    target = torch.device(device)
+    if target.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
+    if target.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("--device mps was asked for but MPS is not available; use --device cpu")
+    if amp == "auto":
+        amp = "bf16" if target.type == "cuda" else "off"
+    if amp == "fp16" and target.type != "cuda":
+        raise ConfigError("--amp fp16 needs a CUDA device; use --amp bf16 or --amp off on the CPU")
+    cuda = target.type == "cuda"
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+    return DeviceSetup(device=target, amp_dtype=_AMP_DTYPES.get(amp), channels_last=cuda, pin_memory=cuda)
+
+
+def autocast(setup: DeviceSetup) -> contextlib.AbstractContextManager:
+    """Mixed-precision context for the forward pass (a no-op in full precision)."""
+    if setup.amp_dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=setup.device.type, dtype=setup.amp_dtype)
+
+
+def create_grad_scaler(setup: DeviceSetup) -> torch.amp.GradScaler:
+    """A GradScaler that is active only for fp16 autocast on CUDA."""
+    return torch.amp.GradScaler(setup.device.type, enabled=setup.use_grad_scaler)
+
+
+def prepare_model(model: nn.Module, setup: DeviceSetup) -> nn.Module:
+    """Move the model to the device, channels-last where that is faster."""
+    model = model.to(setup.device)
+    if setup.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def to_device(images: Tensor, labels: Tensor, setup: DeviceSetup) -> tuple[Tensor, Tensor]:
+    """Copy a batch to the device (non-blocking from pinned memory) in the model's memory format."""
+    non_blocking = setup.pin_memory
+    images = images.to(setup.device, non_blocking=non_blocking)
+    if setup.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images, labels.to(setup.device, non_blocking=non_blocking)
+
+
+@contextlib.contextmanager
+def evaluation_mode(model: nn.Module) -> Iterator[None]:
+    """``model.eval()`` and no autograd for the block, restoring the previous training flag after."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        model.train(was_training)

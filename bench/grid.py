@@ -1,0 +1,93 @@
+"""Run a grid: check every cell can be built, skip finished runs, decode each task's images once, run the rest."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from backbones import create_backbone
+from bench.config import GridSpec, RunConfig
+from bench.data import DatasetSource
+from bench.device import DeviceSetup
+from bench.methods import parse_methods
+from bench.results import RunFolder
+from bench.runner import execute_run
+from bench.task import TaskData, check_classes, prepare_task
+
+
+class GridObserver(Protocol):
+    """What a progress display hears from :func:`run_grid`; every method is optional to act on."""
+
+    def grid_started(self, total: int, done: int) -> None: ...
+    def preparing(self, what: str, done: int, total: int) -> None: ...
+    def run_started(self, config: RunConfig) -> None: ...
+    def epoch_done(self, epoch: int, epochs: int, row: dict[str, float]) -> None: ...
+    def batch_done(self, done: int, total: int) -> None: ...
+    def run_done(self, config: RunConfig, result: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class GridSummary:
+    """What happened: runs in the grid, skipped as already done, finished now, failed now."""
+
+    total: int
+    skipped: int = 0
+    finished: int = 0
+    failed: int = 0
+    skipped_files: list[str] = field(default_factory=list)
+
+
+def check_grid(spec: GridSpec, source: DatasetSource) -> None:
+    """Fail before any training on a bad method, class, backbone or stage index (each raises a one-line error)."""
+    specs = parse_methods(spec.methods)
+    for _, classes in spec.tasks:
+        check_classes(source.train, classes, "train")
+        check_classes(source.test, classes, source.test_split)
+    taps = spec.settings.stages if any(s.needs_taps for s in specs) else ()
+    for backbone in spec.backbones:
+        create_backbone(backbone, num_classes=2, taps=taps, img_size=spec.settings.img_size).remove_hooks()
+
+
+def run_grid(
+    spec: GridSpec,
+    source: DatasetSource,
+    out_dir: Path,
+    setup: DeviceSetup,
+    *,
+    workers: int,
+    observer: GridObserver,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> GridSummary:
+    """Run every unfinished cell of ``spec`` in order, writing one folder per run under ``out_dir``."""
+    check_grid(spec, source)
+    cells = spec.cells()
+    pending = [cell for cell in cells if not RunFolder(out_dir / cell.run_id).is_done(cell)]
+    summary = GridSummary(total=len(cells), skipped=len(cells) - len(pending))
+    observer.grid_started(len(cells), summary.skipped)
+    tasks: dict[tuple[str, str], TaskData] = {}
+    for cell in pending:
+        if should_stop():
+            break
+        if cell.classes not in tasks:
+            tasks[cell.classes] = prepare_task(
+                source, cell.classes, spec.settings.img_size, progress=observer.preparing
+            )
+            summary.skipped_files.extend(tasks[cell.classes].skipped)
+        observer.run_started(cell)
+        result = execute_run(
+            cell,
+            tasks[cell.classes],
+            RunFolder(out_dir / cell.run_id),
+            setup,
+            workers=workers,
+            on_epoch=observer.epoch_done,
+            on_batch=observer.batch_done,
+        )
+        if result["status"] == "finished":
+            summary.finished += 1
+        else:
+            summary.failed += 1
+        observer.run_done(cell, result)
+    return summary

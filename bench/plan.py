@@ -1,0 +1,78 @@
+"""Turn what the user asked for (flags, a config file, a data set's presets) into a validated grid."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.config import ConfigError, GridSpec, TrainSettings, load_config_file, resolve_options
+from bench.data import DatasetSource, open_source
+from bench.methods import parse_methods
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A grid ready to run, with the run-time options that do not change results."""
+
+    spec: GridSpec
+    source: DatasetSource
+    device: str
+    workers: int | None
+
+
+def _resolve_tasks(
+    task_names: tuple[str, ...], classes: tuple[str, str] | None, presets: dict[str, tuple[str, str]], where: str
+) -> tuple[tuple[str, tuple[str, str]], ...]:
+    if classes is not None:
+        if classes[0] == classes[1]:
+            raise ConfigError(f"--classes names '{classes[0]}' twice; give the majority class, then the minority class")
+        if len(task_names) > 1:
+            raise ConfigError("--classes defines one task; give at most one --task name with it")
+        name = task_names[0] if task_names else f"{classes[0]}-vs-{classes[1]}"
+        return ((name, classes),)
+    if not task_names:
+        if "fine" not in presets:
+            raise ConfigError(f"{where} has no task presets; name the classes with --classes MAJORITY MINORITY")
+        task_names = ("fine",)
+    tasks = []
+    for name in task_names:
+        if name not in presets:
+            close = difflib.get_close_matches(name, list(presets), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            known = ", ".join(presets) or "none"
+            raise ConfigError(
+                f"unknown task '{name}'{hint} for {where}; presets: {known}; or use --classes MAJORITY MINORITY"
+            )
+        tasks.append((name, presets[name]))
+    return tuple(tasks)
+
+
+def plan_run(
+    *,
+    data: str | None,
+    config_path: Path | None,
+    task_names: tuple[str, ...],
+    classes: tuple[str, str] | None,
+    options: dict[str, Any],
+    cache_dir: Path | None = None,
+) -> Plan:
+    """Resolve data, tasks and options (flags > config file > data set defaults > the paper's values)."""
+    file = load_config_file(config_path) if config_path is not None else None
+    source = open_source(data if data is not None else (file.data if file else None), cache_dir=cache_dir)
+    presets = {**source.tasks, **(file.tasks if file else {})}
+    resolved = resolve_options(source.defaults, file.options if file else {}, options)
+    parse_methods(resolved["methods"])
+    tasks = _resolve_tasks(task_names, classes, presets, f"data set '{source.name}'")
+    spec = GridSpec(
+        dataset=source.name,
+        data_fingerprint=source.fingerprint,
+        tasks=tasks,
+        backbones=resolved["backbones"],
+        methods=resolved["methods"],
+        ratios=resolved["ratios"],
+        seeds=resolved["seeds"],
+        settings=TrainSettings.from_options(resolved),
+    )
+    return Plan(spec=spec, source=source, device=resolved["device"], workers=resolved["workers"])

@@ -1,0 +1,139 @@
+"""The on-disk format of a run folder, defined in one place.
+
+``<out>/<run_id>/``
+  ``config.json``   the run's full configuration plus versions, written when the run starts;
+  ``subset.json``   the training images the seeded subsampling chose (identifiers per class);
+  ``metrics.jsonl`` one JSON line per epoch: losses, train accuracy, learning rate, seconds;
+  ``result.json``   final metrics, class counts, seed, device, versions and wall time — written last and
+                    atomically, so its presence means the run is finished (or failed, with the reason).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.config import ConfigError, RunConfig
+
+SCHEMA_VERSION = 1
+DONE_STATUSES = ("finished", "failed")
+
+
+def versions() -> dict[str, str]:
+    """Versions of the software that produced a result."""
+    import timm
+    import torch
+
+    import bench
+
+    return {
+        "bench": bench.__version__,
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Write JSON via a temporary file in the same folder and ``os.replace``: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            json.dump(payload, stream, indent=2)
+            stream.write("\n")
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """Paths of one run's files."""
+
+    path: Path
+
+    @property
+    def config(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def subset(self) -> Path:
+        return self.path / "subset.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def result(self) -> Path:
+        return self.path / "result.json"
+
+    def read_result(self) -> dict[str, Any] | None:
+        """The result if the run is done (finished or failed) and its file is intact, else ``None``."""
+        try:
+            result = json.loads(self.result.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(result, dict) or result.get("status") not in DONE_STATUSES:
+            return None
+        return result
+
+    def is_done(self, config: RunConfig) -> bool:
+        """True when a finished (or failed) result exists for exactly this configuration.
+
+        A result written under other settings is an error rather than a silent skip or an overwrite.
+        """
+        result = self.read_result()
+        if result is None:
+            return False
+        stored = result.get("config", {})
+        current = config.to_dict()
+        changed = sorted(key for key in current if stored.get(key) != current[key])
+        if changed:
+            key = changed[0]
+            raise ConfigError(
+                f"{self.path} holds a finished run with different settings ({key}: {stored.get(key)!r} there, "
+                f"{current[key]!r} now); choose a new --out or remove that folder"
+            )
+        return True
+
+    def start(self, config: RunConfig, extra: dict[str, Any]) -> None:
+        """Begin (or restart) the run: write its config and clear epoch rows of an interrupted attempt."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.metrics.unlink(missing_ok=True)
+        write_json_atomic(self.config, {**config.to_dict(), **extra, "versions": versions()})
+
+    def append_epoch(self, row: dict[str, Any]) -> None:
+        with self.metrics.open("a", encoding="utf-8") as stream:
+            stream.write(json.dumps(row) + "\n")
+
+    def write_subset(self, subset: dict[str, Any]) -> None:
+        write_json_atomic(self.subset, subset)
+
+    def finish(self, config: RunConfig, payload: dict[str, Any]) -> dict[str, Any]:
+        """Write ``result.json`` (status, metrics, counts, ...) with the identifying fields the report groups by."""
+        result = {
+            "schema_version": SCHEMA_VERSION,
+            "run_id": config.run_id,
+            "task": config.task,
+            "dataset": config.dataset,
+            "classes": list(config.classes),
+            "backbone": config.backbone,
+            "method": config.method,
+            "ratio": config.ratio,
+            "seed": config.seed,
+            **payload,
+            "versions": versions(),
+            "config": config.to_dict(),
+        }
+        write_json_atomic(self.result, result)
+        return result

@@ -1,0 +1,183 @@
+"""One training run: seed, subsample, build, train, evaluate the final model, write the run folder."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from backbones import create_backbone
+from bench.config import RunConfig, TrainSettings
+from bench.data import (
+    compute_channel_stats,
+    create_loader,
+    create_test_transform,
+    create_train_transform,
+    subsample_task,
+)
+from bench.device import DeviceSetup, create_grad_scaler, prepare_model
+from bench.engine import BatchCallback, NonFiniteLossError, predict, train_one_epoch
+from bench.methods import create_method_loss, parse_method
+from bench.metrics import MAJORITY, MINORITY, classification_metrics
+from bench.results import RunFolder
+from bench.task import TaskData
+
+EpochCallback = Callable[[int, int, dict[str, float]], None]  # (epoch, epochs, epoch summary)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) so a run's initial weights depend only on its seed."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def create_scheduler(optimizer: torch.optim.Optimizer, settings: TrainSettings) -> torch.optim.lr_scheduler.LRScheduler:
+    """Cosine decay per epoch to 0 over the epochs after an optional linear warm-up (the authors' schedule)."""
+    cosine_epochs = settings.epochs - settings.warmup_epochs
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cosine_epochs)
+    if settings.warmup_epochs == 0:
+        return cosine
+    warmup = torch.optim.lr_scheduler.LinearLR(
+        optimizer, start_factor=1.0 / (settings.warmup_epochs + 1), total_iters=settings.warmup_epochs
+    )
+    return torch.optim.lr_scheduler.SequentialLR(optimizer, [warmup, cosine], milestones=[settings.warmup_epochs])
+
+
+def _normalisation(model: torch.nn.Module, settings: TrainSettings, images: np.ndarray) -> dict[str, Any]:
+    """Pretrained weights keep their own constants; from scratch, mean and std come from the run's training images."""
+    if settings.pretrained or settings.pretrained_file:
+        config = model.model.pretrained_cfg
+        return {"source": "pretrained", "mean": list(config["mean"]), "std": list(config["std"])}
+    mean, std = compute_channel_stats(images)
+    return {"source": "train subset", "mean": list(mean), "std": list(std)}
+
+
+def execute_run(
+    config: RunConfig,
+    task: TaskData,
+    folder: RunFolder,
+    setup: DeviceSetup,
+    *,
+    workers: int,
+    on_epoch: EpochCallback | None = None,
+    on_batch: BatchCallback | None = None,
+) -> dict[str, Any]:
+    """Train ``config`` on ``task`` and write ``folder``; return the result record (status finished or failed).
+
+    The model of the final epoch is evaluated on the whole test split: the test split never selects a model.
+    """
+    started = time.perf_counter()
+    settings = config.settings
+    spec = parse_method(config.method)
+    subset = subsample_task(
+        task.train_labels,
+        MAJORITY,
+        MINORITY,
+        majority_count=settings.majority_count,
+        ratio=config.ratio,
+        seed=config.seed,
+    )
+    images, labels = task.train_images[subset.indices], task.train_labels[subset.indices]
+    train_counts = {task.classes[0]: subset.majority_count, task.classes[1]: subset.minority_count}
+
+    seed_everything(config.seed)
+    model = create_backbone(
+        config.backbone,
+        num_classes=2,
+        taps=settings.stages if spec.needs_taps else (),
+        pretrained=settings.pretrained,
+        pretrained_file=settings.pretrained_file,
+        img_size=settings.img_size,
+    )
+    normalisation = _normalisation(model, settings, images)
+    folder.start(
+        config,
+        {
+            "device": setup.description,
+            "workers": workers,
+            "normalisation": normalisation,
+            "taps": list(model.tap_modules),
+            "train_counts": train_counts,
+        },
+    )
+    folder.write_subset(
+        {
+            label: [task.train_ids[i] for i in subset.indices[labels == index]]
+            for index, label in enumerate(task.classes)
+        }
+    )
+
+    model = prepare_model(model, setup)
+    loss_fn = create_method_loss(spec, [subset.majority_count, subset.minority_count], settings).to(setup.device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    scheduler = create_scheduler(optimizer, settings)
+    scaler = create_grad_scaler(setup)
+    mean, std = normalisation["mean"], normalisation["std"]
+    train_transform = create_train_transform(
+        mean, std, randaug_ops=settings.randaug_ops, randaug_magnitude=settings.randaug_magnitude
+    )
+    train_loader = create_loader(
+        images,
+        labels,
+        train_transform,
+        batch_size=settings.batch_size,
+        train=True,
+        oversample=spec.oversample,
+        workers=workers,
+        seed=config.seed,
+        pin_memory=setup.pin_memory,
+    )
+    test_loader = create_loader(
+        task.test_images,
+        task.test_labels,
+        create_test_transform(mean, std),
+        batch_size=2 * settings.batch_size,
+        train=False,
+        workers=workers,
+        seed=config.seed,
+        pin_memory=setup.pin_memory,
+    )
+
+    common = {"train_counts": train_counts, "test_counts": task.test_counts(), "skipped_files": len(task.skipped)}
+    for epoch in range(1, settings.epochs + 1):
+        epoch_started = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]
+        try:
+            summary = train_one_epoch(model, train_loader, loss_fn, optimizer, scaler, setup, on_batch=on_batch)
+        except NonFiniteLossError as error:
+            failure = {"reason": str(error), "epoch": epoch}
+            return folder.finish(
+                config,
+                {
+                    "status": "failed",
+                    "failure": failure,
+                    **common,
+                    "epochs": epoch,
+                    "device": setup.description,
+                    "wall_seconds": round(time.perf_counter() - started, 3),
+                },
+            )
+        scheduler.step()
+        row = {"epoch": epoch, "lr": lr, **summary, "seconds": round(time.perf_counter() - epoch_started, 3)}
+        folder.append_epoch(row)
+        if on_epoch is not None:
+            on_epoch(epoch, settings.epochs, row)
+
+    predictions, targets = predict(model, test_loader, setup)
+    return folder.finish(
+        config,
+        {
+            "status": "finished",
+            "failure": None,
+            "metrics": classification_metrics(targets, predictions),
+            **common,
+            "epochs": settings.epochs,
+            "device": setup.description,
+            "wall_seconds": round(time.perf_counter() - started, 3),
+        },
+    )

@@ -1,0 +1,70 @@
+"""What ``bench run`` does, as one plain function: plan, check the output folder, run the grid, report."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from bench.config import ConfigError
+from bench.data import resolve_workers
+from bench.device import resolve_device
+from bench.grid import run_grid
+from bench.plan import plan_run
+from bench.progress import RichGridObserver
+
+
+def _check_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"cannot create output folder {out}: {error.strerror}; choose another --out") from None
+    if not os.access(out, os.W_OK):
+        raise ConfigError(f"output folder {out} is not writable; choose another --out")
+
+
+def run_session(
+    *,
+    data: str | None,
+    config_path: Path | None,
+    task_names: tuple[str, ...],
+    classes: tuple[str, str] | None,
+    options: dict[str, Any],
+    out: Path,
+    cache_dir: Path | None = None,
+    console: Console | None = None,
+) -> int:
+    """Run the grid the options describe into ``out`` and print its leaderboard; return the exit code.
+
+    A run whose loss diverged is a result (recorded as failed), not an error: the exit code stays 0.
+    """
+    from reports import write_leaderboard
+
+    console = console or Console(stderr=True)
+    plan = plan_run(
+        data=data, config_path=config_path, task_names=task_names, classes=classes, options=options, cache_dir=cache_dir
+    )
+    setup = resolve_device(plan.device, plan.spec.settings.amp)
+    workers = resolve_workers(plan.workers)
+    _check_writable(out)
+    spec = plan.spec
+    console.print(
+        f"bench: {len(spec.cells())} runs ({len(spec.tasks)} task x {len(spec.backbones)} backbone x "
+        f"{len(spec.ratios)} ratio x {len(spec.methods)} method x {spec.seeds} seed) on {plan.source.name}, "
+        f"{spec.settings.epochs} epochs at {spec.settings.img_size} px, {setup.description}, {workers} loader workers "
+        f"-> {out}"
+    )
+    with RichGridObserver(console) as observer:
+        summary = run_grid(spec, plan.source, out, setup, workers=workers, observer=observer)
+    if summary.skipped_files:
+        console.print(f"[yellow]warning[/]: {len(summary.skipped_files)} unreadable image files were skipped, e.g. "
+                      f"{summary.skipped_files[0]}")  # fmt: skip
+    files = write_leaderboard(out)
+    print(files.markdown)
+    console.print(
+        f"{summary.finished} runs finished, {summary.failed} failed, {summary.skipped} already done; "
+        f"wrote {files.markdown_path} and {files.csv_path}"
+    )
+    return 0

@@ -1,0 +1,82 @@
+"""A binary task's images, decoded once per grid: majority -> label 0, minority -> label 1."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from bench.data import DataError, DatasetSource, ImageSplit, decode_split
+from bench.metrics import MAJORITY, MINORITY
+
+Progress = Callable[[str, int, int], None]  # (what, done, total)
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """Decoded train and test images of one task at one image size.
+
+    ``train_ids`` name each training image for the record of which images a run used: the path relative to
+    the dataset root for folders, the index in the split for built-in data sets.
+    """
+
+    classes: tuple[str, str]
+    train_images: np.ndarray  # uint8 [N, S, S, 3]
+    train_labels: np.ndarray  # int64 [N], 0 = majority, 1 = minority
+    train_ids: tuple[str, ...]
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    skipped: tuple[str, ...]  # "path: reason" of unreadable files in either split
+
+    def test_counts(self) -> dict[str, int]:
+        return {name: int((self.test_labels == label).sum()) for label, name in enumerate(self.classes)}
+
+
+def check_classes(split: ImageSplit, classes: tuple[str, str], split_name: str) -> None:
+    """One-line error for a class the split does not have, with the close names and the full list."""
+    for name in classes:
+        if name not in split.classes:
+            close = difflib.get_close_matches(name, split.classes, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise DataError(
+                f"class '{name}' not found in the {split_name} split{hint}; classes: {', '.join(split.classes)}"
+            )
+
+
+def _task_labels(split: ImageSplit, labels: np.ndarray, classes: tuple[str, str]) -> np.ndarray:
+    majority = split.classes.index(classes[0])
+    task_labels = np.where(labels == majority, MAJORITY, MINORITY).astype(np.int64)
+    return task_labels
+
+
+def _ids(split: ImageSplit, indices: np.ndarray) -> tuple[str, ...]:
+    if split.paths is None:
+        return tuple(str(int(i)) for i in indices)
+    paths = [split.paths[int(i)] for i in indices]
+    root = paths[0].parent.parent.parent if paths else None
+    return tuple(str(p.relative_to(root)) if root else str(p) for p in paths)
+
+
+def prepare_task(
+    source: DatasetSource, classes: tuple[str, str], img_size: int, *, progress: Progress | None = None
+) -> TaskData:
+    """Decode the two classes of both splits at ``img_size``; unreadable files are skipped and listed."""
+    check_classes(source.train, classes, "train")
+    check_classes(source.test, classes, source.test_split)
+    decoded = {}
+    for split_name, split in (("train", source.train), (source.test_split, source.test)):
+        report = None if progress is None else (lambda done, total, what=split_name: progress(what, done, total))
+        decoded[split_name] = (split, decode_split(split, classes, img_size, progress=report))
+    train_split, train = decoded["train"]
+    test_split, test = decoded[source.test_split]
+    return TaskData(
+        classes=classes,
+        train_images=train.images,
+        train_labels=_task_labels(train_split, train.labels, classes),
+        train_ids=_ids(train_split, train.source_indices),
+        test_images=test.images,
+        test_labels=_task_labels(test_split, test.labels, classes),
+        skipped=train.skipped + test.skipped,
+    )

@@ -1,0 +1,158 @@
+"""The command line: a complete grid on the digits default, resume, the report, and one-line errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bench import cli
+
+runner = CliRunner()
+
+TINY = ["--epochs", "1", "--img-size", "16", "--majority-count", "20", "--batch-size", "16"]
+
+
+def invoke(*args: str):
+    return runner.invoke(cli.app, list(args))
+
+
+@pytest.fixture(scope="module")
+def grid_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A complete 2 ratios x 2 methods x 2 seeds grid on the bundled digits (trained once for the module)."""
+    out = tmp_path_factory.mktemp("runs") / "grid"
+    result = invoke("run", "--task", "fine", "--ratios", "1,0.1", "--methods", "ce,fscl+os", "--seeds", "2",
+                    *TINY, "--out", str(out))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_grid_writes_one_complete_folder_per_run(grid_dir: Path) -> None:
+    runs = sorted(p.name for p in grid_dir.iterdir() if p.is_dir())
+    assert len(runs) == 8
+    assert "fine__resnet18__fscl+os__r0.1__s1" in runs
+    run = grid_dir / "fine__resnet18__fscl+os__r0.1__s1"
+    result = json.loads((run / "result.json").read_text())
+    assert result["status"] == "finished"
+    assert result["classes"] == ["1", "8"]
+    # majority capped at 20, minority = round(0.1 * 20) = 2; the test split is whole.
+    assert result["train_counts"] == {"1": 20, "8": 2}
+    assert result["test_counts"]["1"] > 40 and result["test_counts"]["8"] > 40
+    assert set(result["metrics"]) >= {"test_minority_acc", "test_balanced_acc", "test_macro_f1", "test_confusion"}
+    assert result["config"]["img_size"] == 16 and result["seed"] == 1
+    epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in epochs] == [1]
+    assert {"train_loss", "train_loss_ce", "train_loss_fscl", "train_acc", "lr", "seconds"} <= set(epochs[0])
+    config = json.loads((run / "config.json").read_text())
+    assert config["taps"] == ["layer3", "layer4"] and config["normalisation"]["source"] == "train subset"
+    subset = json.loads((run / "subset.json").read_text())
+    assert len(subset["1"]) == 20 and len(subset["8"]) == 2
+
+
+def test_subsets_are_nested_across_ratios_and_shared_across_methods(grid_dir: Path) -> None:
+    def subset(name: str) -> dict:
+        return json.loads((grid_dir / name / "subset.json").read_text())
+
+    full, small = subset("fine__resnet18__ce__r1__s0"), subset("fine__resnet18__ce__r0.1__s0")
+    assert set(small["8"]) <= set(full["8"])
+    assert subset("fine__resnet18__fscl+os__r0.1__s0") == small
+    assert subset("fine__resnet18__ce__r0.1__s1") != small
+
+
+def test_ce_runs_register_no_taps(grid_dir: Path) -> None:
+    config = json.loads((grid_dir / "fine__resnet18__ce__r1__s0" / "config.json").read_text())
+    assert config["taps"] == []
+
+
+def test_report_shows_every_cell_with_n(grid_dir: Path, tmp_path: Path) -> None:
+    result = invoke("report", str(grid_dir), "--out", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    markdown = (tmp_path / "leaderboard.md").read_text()
+    assert "fine — resnet18" in markdown
+    assert markdown.count("(n=2)") == 2 * 2 * 2  # 2 methods x 2 ratios x 2 metric tables
+    rows = list(csv.DictReader((tmp_path / "leaderboard.csv").open()))
+    assert {(row["method"], row["ratio"], row["n"]) for row in rows} == {
+        ("ce", "1", "2"), ("ce", "0.1", "2"), ("fscl+os", "1", "2"), ("fscl+os", "0.1", "2")
+    }  # fmt: skip
+    values = [json.loads((grid_dir / f"fine__resnet18__ce__r1__s{s}" / "result.json").read_text()) for s in (0, 1)]
+    mean = sum(v["metrics"]["test_minority_acc"] for v in values) / 2
+    ce_full = next(row for row in rows if row["method"] == "ce" and row["ratio"] == "1")
+    assert float(ce_full["test_minority_acc_mean"]) == pytest.approx(mean, abs=1e-5)
+
+
+def test_rerun_skips_finished_runs(grid_dir: Path) -> None:
+    before = {p: p.stat().st_mtime_ns for p in grid_dir.glob("*/result.json")}
+    result = invoke("run", "--task", "fine", "--ratios", "1,0.1", "--methods", "ce,fscl+os", "--seeds", "2",
+                    *TINY, "--out", str(grid_dir))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "8 of 8 runs already finished" in result.output
+    assert {p: p.stat().st_mtime_ns for p in grid_dir.glob("*/result.json")} == before
+
+
+def test_changed_settings_into_the_same_out_are_refused(grid_dir: Path) -> None:
+    result = invoke("run", "--task", "fine", "--ratios", "1", "--methods", "ce", "--seeds", "1",
+                    *TINY[:-2], "--batch-size", "8", "--out", str(grid_dir))  # fmt: skip
+    assert result.exit_code == 2
+    assert "different settings (batch_size: 16 there, 8 now)" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--ratios", "0"], "ratio 0 is outside (0, 1]"),
+        (["--ratios", "abc"], "ratio 'abc' is not a number"),
+        (["--methods", "ce,fsc"], "unknown method component 'fsc'"),
+        (["--backbone", "resnt18"], "unknown backbone 'resnt18'; did you mean"),
+        (["--classes", "1", "X"], "class 'X' not found in the train split"),
+        (["--task", "fien"], "unknown task 'fien' (did you mean 'fine'?)"),
+        (["--data", "/nonexistent/folder"], "/nonexistent/folder"),
+        (["--stages", "9"], "stage 9 out of range for resnet18"),
+        (["--seeds", "0"], "--seeds must be an integer >= 1"),
+        (["--amp", "fp16"], "--amp fp16 needs a CUDA device"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(args: list[str], message: str, tmp_path: Path) -> None:
+    result = invoke("run", *args, *TINY, "--out", str(tmp_path / "out"))
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_cli_hands_parsed_options_to_the_session(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    received = {}
+
+    def fake_session(**kwargs: object) -> int:
+        received.update(kwargs)
+        return 0
+
+    monkeypatch.setattr("bench.session.run_session", fake_session)
+    result = invoke("run", "--data", "cifar10", "--task", "fine,coarse", "--ratios", "1,0.01", "--backbones",
+                    "resnet18,convnext_atto", "--epochs", "3", "--scratch", "--out", str(tmp_path))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert received["data"] == "cifar10"
+    assert received["task_names"] == ("fine", "coarse")
+    assert received["options"]["ratios"] == "1,0.01"
+    assert received["options"]["backbones"] == "resnet18,convnext_atto"
+    assert received["options"]["epochs"] == 3 and received["options"]["pretrained"] is False
+    assert received["options"]["lr"] is None  # not given: the lower layers decide
+    assert received["out"] == tmp_path
+
+
+def test_report_on_an_empty_folder_is_a_clear_error(tmp_path: Path) -> None:
+    result = invoke("report", str(tmp_path))
+    assert result.exit_code == 2
+    assert "no finished runs found" in result.output
+
+
+def test_listing_commands() -> None:
+    assert "fscl" in invoke("methods").output
+    stages = invoke("stages", "resnet18").output
+    assert "layer4" in stages and "(default tap)" in stages
+    assert "resnet18" in invoke("backbones", "resnet1*").output.split()
+    tasks = invoke("tasks").output
+    assert "task fine: majority 1, minority 8" in tasks

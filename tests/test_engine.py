@@ -1,0 +1,150 @@
+"""Training loop, evaluation, metrics, learning-rate schedule and device settings on tiny CPU models."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import Tensor, nn
+
+from bench.config import ConfigError, TrainSettings, resolve_options
+from bench.device import create_grad_scaler, resolve_device
+from bench.engine import NonFiniteLossError, predict, train_one_epoch
+from bench.methods import create_method_loss, parse_method
+from bench.metrics import classification_metrics
+from bench.runner import create_scheduler
+
+SETTINGS = TrainSettings.from_options(resolve_options({"epochs": 4}))
+
+
+class TinyTapped(nn.Module):
+    """A stand-in for a TappedBackbone: (logits [B, 2], [pooled feature [B, 4]])."""
+
+    def __init__(self, poison: bool = False) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Linear(4, 2)
+        self.poison = poison
+
+    def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        features = self.body(x)
+        logits = self.head(features)
+        if self.poison:
+            logits = logits * float("nan")
+        return logits, [features]
+
+
+def _batches(n_batches: int = 3, batch: int = 4) -> list[tuple[Tensor, Tensor]]:
+    generator = torch.Generator().manual_seed(0)
+    return [
+        (torch.randn(batch, 3, 8, 8, generator=generator), torch.tensor([0, 1] * (batch // 2)))
+        for _ in range(n_batches)
+    ]
+
+
+def _epoch(model: nn.Module, method: str = "fscl", amp: str = "off") -> dict[str, float]:
+    setup = resolve_device("cpu", amp)
+    loss_fn = create_method_loss(parse_method(method), [6, 6], SETTINGS)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    return train_one_epoch(model, _batches(), loss_fn, optimizer, create_grad_scaler(setup), setup)
+
+
+def test_train_one_epoch_reports_each_term_per_image() -> None:
+    torch.manual_seed(0)
+    calls = []
+    model = TinyTapped()
+    setup = resolve_device("cpu", "off")
+    loss_fn = create_method_loss(parse_method("fscl"), [6, 6], SETTINGS)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    summary = train_one_epoch(
+        model,
+        _batches(),
+        loss_fn,
+        optimizer,
+        create_grad_scaler(setup),
+        setup,
+        on_batch=lambda d, t: calls.append((d, t)),
+    )
+    assert summary["train_images"] == 12
+    assert calls == [(1, 3), (2, 3), (3, 3)]
+    assert summary["train_loss"] == pytest.approx(summary["train_loss_ce"] + 0.1 * summary["train_loss_fscl"], rel=1e-5)
+    assert 0.0 <= summary["train_acc"] <= 1.0
+
+
+def test_training_reduces_the_loss() -> None:
+    torch.manual_seed(0)
+    model = TinyTapped()
+    first = _epoch(model, "ce")["train_loss"]
+    for _ in range(20):
+        last = _epoch(model, "ce")["train_loss"]
+    assert last < first
+
+
+def test_non_finite_loss_raises() -> None:
+    with pytest.raises(NonFiniteLossError, match="not finite"):
+        _epoch(TinyTapped(poison=True))
+
+
+def test_cpu_bf16_autocast_path_runs() -> None:
+    torch.manual_seed(0)
+    summary = _epoch(TinyTapped(), "fscl", amp="bf16")
+    assert math.isfinite(summary["train_loss"])
+
+
+def test_device_resolution() -> None:
+    setup = resolve_device("cpu", "auto")
+    assert setup.amp_dtype is None and not setup.channels_last and not setup.pin_memory
+    assert resolve_device("cpu", "bf16").amp_dtype == torch.bfloat16
+    with pytest.raises(ConfigError, match="needs a CUDA device"):
+        resolve_device("cpu", "fp16")
+
+
+def test_predict_restores_training_mode_and_returns_labels() -> None:
+    model = TinyTapped()
+    model.train()
+    predictions, targets = predict(model, _batches(2), resolve_device("cpu", "off"))
+    assert model.training
+    assert predictions.shape == targets.shape == (8,)
+    assert targets.tolist() == [0, 1] * 4
+
+
+def test_metrics_against_hand_computation() -> None:
+    targets = np.array([0, 0, 0, 1, 1])
+    predictions = np.array([0, 0, 1, 1, 0])
+    metrics = classification_metrics(targets, predictions)
+    assert metrics["test_minority_acc"] == pytest.approx(1 / 2)
+    assert metrics["test_majority_acc"] == pytest.approx(2 / 3)
+    assert metrics["test_acc"] == pytest.approx(3 / 5)
+    assert metrics["test_balanced_acc"] == pytest.approx((1 / 2 + 2 / 3) / 2)
+    # F1 majority: precision 2/3, recall 2/3 -> 2/3; minority: precision 1/2, recall 1/2 -> 1/2.
+    assert metrics["test_macro_f1"] == pytest.approx((2 / 3 + 1 / 2) / 2)
+    assert metrics["test_confusion"] == [[2, 1], [1, 1]]
+
+
+def test_minority_accuracy_is_zero_when_never_predicted() -> None:
+    metrics = classification_metrics(np.array([0, 1, 1]), np.array([0, 0, 0]))
+    assert metrics["test_minority_acc"] == 0.0 and metrics["test_majority_acc"] == 1.0
+
+
+def _lrs(settings: TrainSettings) -> list[float]:
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = create_scheduler(optimizer, settings)
+    lrs = []
+    for _ in range(settings.epochs):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return lrs
+
+
+def test_cosine_schedule_by_hand() -> None:
+    # lr_e = 0.5 * (1 + cos(pi * e / 4)) for e = 0..3
+    assert _lrs(SETTINGS) == pytest.approx([1.0, 0.853553, 0.5, 0.146447], abs=1e-5)
+
+
+def test_warmup_then_cosine_by_hand() -> None:
+    settings = TrainSettings.from_options(resolve_options({"epochs": 5, "warmup_epochs": 2}))
+    # warm-up: factor 1/3, 2/3; then cosine over 3 epochs: 1, 0.75, 0.25
+    assert _lrs(settings) == pytest.approx([1 / 3, 2 / 3, 1.0, 0.75, 0.25], abs=1e-5)
