@@ -60,8 +60,10 @@ def run_grid(
     observer: GridObserver,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> GridSummary:
-    """Run every unfinished cell of ``spec`` in order, writing one folder per run under ``out_dir``."""
-    check_grid(spec, source)
+    """Run every unfinished cell of ``spec`` in order, writing one folder per run under ``out_dir``.
+
+    Call :func:`check_grid` first to turn a bad backbone or class into an error before anything is written.
+    """
     cells = spec.cells()
     pending = [cell for cell in cells if not RunFolder(out_dir / cell.run_id).is_done(cell)]
     summary = GridSummary(total=len(cells), skipped=len(cells) - len(pending))

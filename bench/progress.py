@@ -81,8 +81,11 @@ class RichGridObserver:
             metrics = result["metrics"]
             self.console.print(
                 f"[green]done[/] {config.run_id}: minority acc {metrics['test_minority_acc']:.3f}, "
-                f"balanced acc {metrics['test_balanced_acc']:.3f} ({result['wall_seconds']:.0f} s)"
+                f"balanced acc {metrics['test_balanced_acc']:.3f} ({result['wall_seconds']:.0f} s)",
+                soft_wrap=True,
             )
         else:
             failure = result["failure"]
-            self.console.print(f"[red]failed[/] {config.run_id} at epoch {failure['epoch']}: {failure['reason']}")
+            self.console.print(
+                f"[red]failed[/] {config.run_id} at epoch {failure['epoch']}: {failure['reason']}", soft_wrap=True
+            )

@@ -11,7 +11,7 @@ from rich.console import Console
 from bench.config import ConfigError
 from bench.data import resolve_workers
 from bench.device import resolve_device
-from bench.grid import run_grid
+from bench.grid import check_grid, run_grid
 from bench.plan import plan_run
 from bench.progress import RichGridObserver
 
@@ -48,13 +48,15 @@ def run_session(
     )
     setup = resolve_device(plan.device, plan.spec.settings.amp)
     workers = resolve_workers(plan.workers)
+    check_grid(plan.spec, plan.source)
     _check_writable(out)
     spec = plan.spec
     console.print(
         f"bench: {len(spec.cells())} runs ({len(spec.tasks)} task x {len(spec.backbones)} backbone x "
         f"{len(spec.ratios)} ratio x {len(spec.methods)} method x {spec.seeds} seed) on {plan.source.name}, "
         f"{spec.settings.epochs} epochs at {spec.settings.img_size} px, {setup.description}, {workers} loader workers "
-        f"-> {out}"
+        f"-> {out}",
+        soft_wrap=True,
     )
     with RichGridObserver(console) as observer:
         summary = run_grid(spec, plan.source, out, setup, workers=workers, observer=observer)
@@ -65,6 +67,7 @@ def run_session(
     print(files.markdown)
     console.print(
         f"{summary.finished} runs finished, {summary.failed} failed, {summary.skipped} already done; "
-        f"wrote {files.markdown_path} and {files.csv_path}"
+        f"wrote {files.markdown_path} and {files.csv_path}",
+        soft_wrap=True,
     )
     return 0

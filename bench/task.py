@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -18,8 +20,8 @@ Progress = Callable[[str, int, int], None]  # (what, done, total)
 class TaskData:
     """Decoded train and test images of one task at one image size.
 
-    ``train_ids`` name each training image for the record of which images a run used: the path relative to
-    the dataset root for folders, the index in the split for built-in data sets.
+    ``train_ids`` name each training image for the record of which images a run used: ``<class>/<file>``
+    within the train split for folders, the index in the split for built-in data sets.
     """
 
     classes: tuple[str, str]
@@ -55,8 +57,8 @@ def _ids(split: ImageSplit, indices: np.ndarray) -> tuple[str, ...]:
     if split.paths is None:
         return tuple(str(int(i)) for i in indices)
     paths = [split.paths[int(i)] for i in indices]
-    root = paths[0].parent.parent.parent if paths else None
-    return tuple(str(p.relative_to(root)) if root else str(p) for p in paths)
+    root = Path(os.path.commonpath(paths)) if len(paths) > 1 else paths[0].parent.parent
+    return tuple(p.relative_to(root).as_posix() for p in paths)
 
 
 def prepare_task(

@@ -75,7 +75,7 @@ def test_digits_source() -> None:
     assert source.train.images.max() == 255 and source.train.images.min() == 0
     assert np.array_equal(source.train.images[..., 0], source.train.images[..., 2])  # grey stacked to RGB
     assert source.tasks == {"fine": ("1", "8"), "coarse": ("0", "1")}
-    assert source.defaults == {"img_size": 32, "epochs": 12, "majority_count": 10000, "seeds": 2}
+    assert source.defaults == {"img_size": 32, "epochs": 10, "majority_count": 10000, "seeds": 2}
     assert np.bincount(source.test.labels).min() >= 43  # stratified
     ones = source.train.indices_of("1")
     assert ones.dtype == np.int64 and np.all(np.diff(ones) > 0) and np.all(source.train.labels[ones] == 1)

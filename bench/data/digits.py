@@ -10,7 +10,7 @@ from bench.data.splits import DatasetSource, ImageSplit
 
 # 1 vs 8 is the pair a linear classifier confuses most on this split; 0 vs 1 it never confuses.
 DIGITS_TASKS: dict[str, tuple[str, str]] = {"fine": ("1", "8"), "coarse": ("0", "1")}
-DIGITS_DEFAULTS: dict[str, int] = {"img_size": 32, "epochs": 12, "majority_count": 10000, "seeds": 2}
+DIGITS_DEFAULTS: dict[str, int] = {"img_size": 32, "epochs": 10, "majority_count": 10000, "seeds": 2}
 DIGITS_FINGERPRINT = hashlib.sha256(b"sklearn-digits/test_size=0.25/stratified/random_state=0").hexdigest()[:12]
 
 
