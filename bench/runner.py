@@ -143,7 +143,12 @@ def execute_run(
         pin_memory=setup.pin_memory,
     )
 
-    common = {"train_counts": train_counts, "test_counts": task.test_counts(), "skipped_files": len(task.skipped)}
+    common = {
+        "train_counts": train_counts,
+        "actual_ratio": round(subset.minority_count / subset.majority_count, 6),  # differs when the minority ran short
+        "test_counts": task.test_counts(),
+        "skipped_files": len(task.skipped),
+    }
     for epoch in range(1, settings.epochs + 1):
         epoch_started = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]

@@ -40,6 +40,7 @@ def test_grid_writes_one_complete_folder_per_run(grid_dir: Path) -> None:
     assert result["classes"] == ["1", "8"]
     # majority capped at 20, minority = round(0.1 * 20) = 2; the test split is whole.
     assert result["train_counts"] == {"1": 20, "8": 2}
+    assert result["actual_ratio"] == 0.1
     assert result["test_counts"]["1"] > 40 and result["test_counts"]["8"] > 40
     assert set(result["metrics"]) >= {"test_minority_acc", "test_balanced_acc", "test_macro_f1", "test_confusion"}
     assert result["config"]["img_size"] == 16 and result["seed"] == 1
