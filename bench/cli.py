@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -213,11 +212,3 @@ def list_tasks(
     for split_name, split in (("train", source.train), (source.test_split, source.test)):
         counts = ", ".join(f"{c} {len(split.indices_of(c))}" for c in split.classes)
         typer.echo(f"  {split_name}: {counts}")
-
-
-def main() -> None:  # pragma: no cover - console entry point for python -m bench
-    app()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -11,7 +11,6 @@ import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor, nn
 
 from bench.config import ConfigError, TrainSettings
@@ -107,8 +106,3 @@ def create_method_loss(spec: MethodSpec, class_counts: Sequence[int], settings: 
     )
     aux = {name: create_aux_loss(name) for name in spec.aux}
     return MethodLoss(spec.base, base, aux, settings.sim_weight)
-
-
-def zero_like_terms(spec: MethodSpec, device: torch.device) -> dict[str, Tensor]:
-    """Accumulators for the per-term sums of one epoch, on the training device."""
-    return {name: torch.zeros((), device=device) for name in (spec.base, *spec.aux)}

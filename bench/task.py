@@ -49,8 +49,7 @@ def check_classes(split: ImageSplit, classes: tuple[str, str], split_name: str) 
 
 def _task_labels(split: ImageSplit, labels: np.ndarray, classes: tuple[str, str]) -> np.ndarray:
     majority = split.classes.index(classes[0])
-    task_labels = np.where(labels == majority, MAJORITY, MINORITY).astype(np.int64)
-    return task_labels
+    return np.where(labels == majority, MAJORITY, MINORITY).astype(np.int64)
 
 
 def _ids(split: ImageSplit, indices: np.ndarray) -> tuple[str, ...]:
