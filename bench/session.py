@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -58,11 +59,12 @@ def run_session(
         f"-> {out}",
         soft_wrap=True,
     )
-    with RichGridObserver(console) as observer:
+    with warnings.catch_warnings(), RichGridObserver(console) as observer:
+        warnings.showwarning = lambda message, *_, **__: console.print(f"[yellow]warning[/]: {message}", soft_wrap=True)
         summary = run_grid(spec, plan.source, out, setup, workers=workers, observer=observer)
     if summary.skipped_files:
         console.print(f"[yellow]warning[/]: {len(summary.skipped_files)} unreadable image files were skipped, e.g. "
-                      f"{summary.skipped_files[0]}")  # fmt: skip
+                      f"{summary.skipped_files[0]}", soft_wrap=True)  # fmt: skip
     files = write_leaderboard(out)
     print(files.markdown)
     console.print(
