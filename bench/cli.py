@@ -154,7 +154,7 @@ def report(
     if files.n_runs == 0:
         fail(f"no finished runs found in {runs_dir}; pass the --out folder of a bench run")
     typer.echo(files.markdown)
-    typer.echo(f"wrote {files.markdown_path} and {files.csv_path}", err=True)
+    typer.echo(f"wrote {files.markdown_path}, {files.csv_path} and {files.comparisons_path}", err=True)
 
 
 @app.command("methods")

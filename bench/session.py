@@ -69,7 +69,7 @@ def run_session(
     print(files.markdown)
     console.print(
         f"{summary.finished} runs finished, {summary.failed} failed, {summary.skipped} already done; "
-        f"wrote {files.markdown_path} and {files.csv_path}",
+        f"wrote {files.markdown_path}, {files.csv_path} and {files.comparisons_path}",
         soft_wrap=True,
     )
     return 0

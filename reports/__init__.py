@@ -1,20 +1,34 @@
 """Leaderboard reports from run folders: collect ``result.json`` files, aggregate over seeds, render.
 
-Reads result files only; deliberately does not import torch.
+Reads result files only; deliberately does not import torch. Statistics (Student-t intervals over seeds, paired
+comparisons against a baseline, missing runs) live in :mod:`reports.statistics`.
 """
 
 from reports.aggregate import CellStats, aggregate
 from reports.collect import Collection, RunRecord, collect_runs
-from reports.leaderboard import LeaderboardFiles, render_csv, render_markdown, write_leaderboard
+from reports.leaderboard import (
+    LeaderboardFiles,
+    render_comparisons,
+    render_csv,
+    render_markdown,
+    write_leaderboard,
+)
+from reports.statistics import Interval, PairedComparison, missing_seeds, paired_comparisons, t_interval
 
 __all__ = [
     "CellStats",
     "Collection",
+    "Interval",
     "LeaderboardFiles",
+    "PairedComparison",
     "RunRecord",
     "aggregate",
     "collect_runs",
+    "missing_seeds",
+    "paired_comparisons",
+    "render_comparisons",
     "render_csv",
     "render_markdown",
+    "t_interval",
     "write_leaderboard",
 ]

@@ -1,4 +1,4 @@
-"""Render collected runs as a Markdown + CSV leaderboard and write both files."""
+"""Render collected runs as a Markdown + CSV leaderboard (plus ``comparisons.csv``) and write the files."""
 
 from __future__ import annotations
 
@@ -8,8 +8,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from reports.aggregate import CellKey, CellStats, aggregate, group_records, method_sort_key
+from reports.aggregate import CellKey, CellStats, aggregate, method_sort_key
 from reports.collect import Collection, RunRecord, collect_runs
+from reports.comparisons import COMPARISONS_FILE, comparison_table, render_comparisons_csv
+from reports.formatting import NO_DATA, fmt_float, fmt_ratio, md_escape
+from reports.statistics import (
+    DEFAULT_BASELINES,
+    DEFAULT_CONFIDENCE,
+    DEFAULT_MIN_PAIRS,
+    Interval,
+    PairedComparison,
+    cell_intervals,
+    missing_seeds,
+    paired_comparisons,
+)
 
 DEFAULT_METRICS: tuple[str, ...] = ("test_minority_acc", "test_balanced_acc")
 METRIC_TITLES: dict[str, str] = {
@@ -19,15 +31,30 @@ METRIC_TITLES: dict[str, str] = {
     "test_acc": "Accuracy",
     "test_macro_f1": "Macro F1",
 }
+#: Metrics that get "Paired difference vs <baseline>" tables in the Markdown (comparisons.csv has every metric).
+COMPARISON_METRICS: tuple[str, ...] = ("test_minority_acc",)
 MARKDOWN_FILE = "leaderboard.md"
 CSV_FILE = "leaderboard.csv"
-NO_DATA = "—"
-LEGEND = (
-    "Each cell is the mean ± sample standard deviation (ddof=1) over seeds, with n the number of finished runs "
-    "that report the metric (a single run shows no std); ✗k marks k failed runs, which are left out of the mean; "
-    f"{NO_DATA} means no data. The best mean in each column (at the 3 decimals shown; ties all bold) is in **bold**. "
-    "Columns are the imbalance ratio = minority/majority training images."
-)
+
+
+def _legend(confidence: float) -> str:
+    level = _fmt_level(confidence)
+    return (
+        "Each cell is the mean ± sample standard deviation (ddof=1) over seeds, with n the number of finished runs "
+        "that report the metric (a single run shows no std); ✗k marks k failed runs, which are left out of the mean; "
+        "?k marks k missing runs: seeds that have a run elsewhere in the same task and backbone (any method or ratio) "
+        f"but no result for this method and ratio (not run, unfinished or unreadable); {NO_DATA} means no data. "
+        "The best mean in each column (at the 3 decimals shown; ties all bold) is in **bold**. "
+        "Columns are the imbalance ratio = minority/majority training images.\n\n"
+        "Paired differences: per seed, method minus baseline (the same seed trains on the same subset), then the mean "
+        f"[{level} Student-t interval] over the n seeds both finished; ▲ the interval lies above 0 (better than the "
+        "baseline), ▼ below 0 (worse), no marker: the interval contains 0 (no difference shown). Fewer than "
+        f"{DEFAULT_MIN_PAIRS} paired seeds are not tested. Intervals are not corrected for multiple comparisons."
+    )
+
+
+def _fmt_level(confidence: float) -> str:
+    return f"{confidence * 100:g}%"
 
 
 @dataclass(frozen=True)
@@ -39,25 +66,14 @@ class LeaderboardFiles:
     markdown: str
     warnings: list[str]
     n_runs: int
+    comparisons_path: Path
 
 
-def _fmt_ratio(ratio: float) -> str:
-    return f"{ratio:g}"
-
-
-def _fmt_float(value: float | None) -> str:
-    """CSV number: 6 significant digits, empty string for None."""
-    return "" if value is None else f"{value:.6g}"
-
-
-def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|")
-
-
-def _format_cell(stats: CellStats | None, bold: bool) -> str:
-    """``0.912 ± 0.034 (n=3)``, ``0.912 (n=1)``, ``—``; `` ✗k`` appended for k failed runs."""
+def _format_cell(stats: CellStats | None, bold: bool, n_missing: int = 0) -> str:
+    """``0.912 ± 0.034 (n=3)``, ``0.912 (n=1)``, ``—``; `` ✗k`` for k failed runs, `` ?k`` for k missing runs."""
+    suffix = f" ?{n_missing}" if n_missing else ""
     if stats is None:
-        return NO_DATA
+        return NO_DATA + suffix
     if stats.mean is None:
         text = NO_DATA
     else:
@@ -65,7 +81,8 @@ def _format_cell(stats: CellStats | None, bold: bool) -> str:
         text = f"{text} (n={stats.n})"
         if bold:
             text = f"**{text}**"
-    return f"{text} ✗{stats.n_failed}" if stats.n_failed else text
+    failed = f" ✗{stats.n_failed}" if stats.n_failed else ""
+    return text + failed + suffix
 
 
 def _best_means(cells: Sequence[CellStats | None]) -> set[int]:
@@ -88,23 +105,35 @@ def _class_description(records: Sequence[RunRecord]) -> str:
         else:
             pair = "(classes unknown)"
         parts.append(f"Dataset: {dataset} {pair}" if dataset else f"Classes {pair}")
-    return _md_escape("; ".join(parts))
+    return md_escape("; ".join(parts))
 
 
 def _table(
-    methods: Sequence[str], ratios: Sequence[float], cells: dict[CellKey, CellStats], task: str, backbone: str
+    methods: Sequence[str],
+    ratios: Sequence[float],
+    cells: dict[CellKey, CellStats],
+    task: str,
+    backbone: str,
+    missing: dict[CellKey, tuple[int, ...]] | None = None,
 ) -> list[str]:
     """One Markdown table: rows = methods, columns = ratios."""
+    missing = missing or {}
     grid = [[cells.get((task, backbone, m, r)) for r in ratios] for m in methods]
     best = [_best_means([row[j] for row in grid]) for j in range(len(ratios))]
     lines = [
-        "| method | " + " | ".join(_fmt_ratio(r) for r in ratios) + " |",
+        "| method | " + " | ".join(fmt_ratio(r) for r in ratios) + " |",
         "|:---|" + "---:|" * len(ratios),
     ]
     for i, (method, row) in enumerate(zip(methods, grid, strict=True)):
-        texts = [_format_cell(cell, i in best[j]) for j, cell in enumerate(row)]
-        lines.append(f"| {_md_escape(method)} | " + " | ".join(texts) + " |")
+        texts = [
+            _format_cell(cell, i in best[j], len(missing.get((task, backbone, method, ratio), ())))
+            for j, (cell, ratio) in enumerate(zip(row, ratios, strict=True))
+        ]
+        lines.append(f"| {md_escape(method)} | " + " | ".join(texts) + " |")
     return lines
+
+
+_NO_INTERVAL = Interval(n=0, mean=None, std=None, low=None, high=None)
 
 
 def _stats_by_cell(records: Sequence[RunRecord], metrics: Sequence[str]) -> dict[str, dict[CellKey, CellStats]]:
@@ -116,83 +145,149 @@ def _footer(collection: Collection) -> str:
     records = collection.records
     n_finished = sum(1 for r in records if r.status == "finished")
     n_failed = sum(1 for r in records if r.status == "failed")
+    n_missing = sum(len(seeds) for seeds in missing_seeds(records).values())
     return (
-        f"Runs: {len(records)} ({n_finished} finished, {n_failed} failed) · "
+        f"Runs: {len(records)} ({n_finished} finished, {n_failed} failed) · missing runs: {n_missing} · "
         f"incomplete folders: {collection.incomplete} · warnings: {len(collection.warnings)}"
     )
 
 
-def render_markdown(collection: Collection, metrics: Sequence[str] = DEFAULT_METRICS) -> str:
-    """Markdown leaderboard: one section per (task, backbone), one table per metric."""
-    cells = _stats_by_cell(collection.records, metrics)
+def _comparisons(
+    records: Sequence[RunRecord], metrics: Sequence[str], confidence: float
+) -> dict[str, list[PairedComparison]]:
+    """``{metric: paired comparisons against each of DEFAULT_BASELINES}``."""
+    return {
+        m: paired_comparisons(records, m, DEFAULT_BASELINES, min_pairs=DEFAULT_MIN_PAIRS, confidence=confidence)
+        for m in metrics
+    }
+
+
+def render_markdown(
+    collection: Collection, metrics: Sequence[str] = DEFAULT_METRICS, *, confidence: float = DEFAULT_CONFIDENCE
+) -> str:
+    """Markdown leaderboard: one section per (task, backbone), one table per metric.
+
+    Under each table a note on the intervals; for :data:`COMPARISON_METRICS` also one "Paired difference vs
+    <baseline>" table per baseline present in the section.
+    """
+    records = collection.records
+    cells = _stats_by_cell(records, metrics)
+    missing = missing_seeds(records)
+    comparisons = _comparisons(records, [m for m in metrics if m in COMPARISON_METRICS], confidence)
     sections: dict[tuple[str, str], list[RunRecord]] = {}
-    for record in collection.records:
+    for record in records:
         sections.setdefault((record.task, record.backbone), []).append(record)
 
-    lines = ["# Leaderboard", "", LEGEND, ""]
+    lines = ["# Leaderboard", "", _legend(confidence), ""]
     if not sections:
         lines += ["_No runs found._", ""]
     for task, backbone in sorted(sections):
-        records = sections[(task, backbone)]
-        methods = sorted({r.method for r in records}, key=method_sort_key)
-        ratios = sorted({r.ratio for r in records}, reverse=True)
-        lines += [f"## {_md_escape(task)} — {_md_escape(backbone)}", "", _class_description(records), ""]
+        section = sections[(task, backbone)]
+        methods = sorted({r.method for r in section}, key=method_sort_key)
+        ratios = sorted({r.ratio for r in section}, reverse=True)
+        lines += [f"## {md_escape(task)} — {md_escape(backbone)}", "", _class_description(section), ""]
         for metric in metrics:
             lines += [f"### {METRIC_TITLES.get(metric, metric)}", ""]
-            lines += _table(methods, ratios, cells[metric], task, backbone)
-            lines.append("")
+            lines += _table(methods, ratios, cells[metric], task, backbone, missing)
+            lines += [
+                "",
+                f"Intervals: {_fmt_level(confidence)} Student-t interval over seeds "
+                f"(per cell: `{metric}_ci_low`, `{metric}_ci_high` in {CSV_FILE}).",
+                "",
+            ]
+            own = [c for c in comparisons.get(metric, []) if (c.task, c.backbone) == (task, backbone)]
+            for baseline in DEFAULT_BASELINES:
+                table = comparison_table(own, methods, ratios, baseline)
+                if table:
+                    lines += [f"#### Paired difference vs {md_escape(baseline)}", "", *table, ""]
     lines += ["---", "", _footer(collection), ""]
     return "\n".join(lines)
 
 
 def csv_fieldnames(metrics: Sequence[str] = DEFAULT_METRICS) -> list[str]:
-    """CSV header: fixed columns, then ``<metric>_mean, <metric>_std`` per metric."""
+    """CSV header: fixed columns, ``<metric>_mean, <metric>_std`` per metric, then ``n_missing`` and
+    ``<metric>_ci_low, <metric>_ci_high`` per metric (added later, so after the original columns)."""
     fixed = ["task", "backbone", "majority_class", "minority_class", "method", "ratio", "n", "n_failed"]
-    return fixed + [f"{m}_{stat}" for m in metrics for stat in ("mean", "std")]
+    original = fixed + [f"{m}_{stat}" for m in metrics for stat in ("mean", "std")]
+    return original + ["n_missing"] + [f"{m}_{stat}" for m in metrics for stat in ("ci_low", "ci_high")]
 
 
-def render_csv(collection: Collection, metrics: Sequence[str] = DEFAULT_METRICS) -> str:
-    """CSV leaderboard: one row per (task, backbone, method, ratio); ``n`` = finished runs in the cell."""
-    stats = _stats_by_cell(collection.records, metrics)
+def render_csv(
+    collection: Collection, metrics: Sequence[str] = DEFAULT_METRICS, *, confidence: float = DEFAULT_CONFIDENCE
+) -> str:
+    """CSV leaderboard: one row per (task, backbone, method, ratio) of the grid; ``n`` = finished runs in the cell.
+
+    The grid is every method x ratio seen in a (task, backbone); a cell without any run has n=0 and only n_missing.
+    """
+    records = collection.records
+    stats = _stats_by_cell(records, metrics)
+    intervals = {m: cell_intervals(records, m, confidence) for m in metrics}
+    groups: dict[CellKey, list[RunRecord]] = {}
+    sections: dict[tuple[str, str], RunRecord] = {}
+    for r in records:
+        groups.setdefault((r.task, r.backbone, r.method, r.ratio), []).append(r)
+        sections.setdefault((r.task, r.backbone), r)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=csv_fieldnames(metrics), lineterminator="\n")
     writer.writeheader()
-    for key, group in group_records(collection.records).items():
+    for key, missing in missing_seeds(records).items():
         task, backbone, method, ratio = key
-        classes = group[0].classes
+        group = groups.get(key, [])
+        classes = (group[0] if group else sections[(task, backbone)]).classes
         row = {
             "task": task,
             "backbone": backbone,
             "majority_class": classes[0] if len(classes) > 0 else "",
             "minority_class": classes[1] if len(classes) > 1 else "",
             "method": method,
-            "ratio": _fmt_float(ratio),
+            "ratio": fmt_float(ratio),
             "n": sum(1 for r in group if r.status == "finished"),
             "n_failed": sum(1 for r in group if r.status == "failed"),
+            "n_missing": len(missing),
         }
         for metric in metrics:
-            row[f"{metric}_mean"] = _fmt_float(stats[metric][key].mean)
-            row[f"{metric}_std"] = _fmt_float(stats[metric][key].std)
+            cell = stats[metric].get(key)
+            interval = intervals[metric].get(key, _NO_INTERVAL)
+            row[f"{metric}_mean"] = fmt_float(cell.mean if cell else None)
+            row[f"{metric}_std"] = fmt_float(cell.std if cell else None)
+            row[f"{metric}_ci_low"] = fmt_float(interval.low)
+            row[f"{metric}_ci_high"] = fmt_float(interval.high)
         writer.writerow(row)
     return buffer.getvalue()
 
 
+def render_comparisons(
+    collection: Collection, metrics: Sequence[str] = DEFAULT_METRICS, *, confidence: float = DEFAULT_CONFIDENCE
+) -> str:
+    """``comparisons.csv``: every method against each of DEFAULT_BASELINES, paired by seed, for every metric."""
+    by_metric = _comparisons(collection.records, metrics, confidence)
+    return render_comparisons_csv([c for m in metrics for c in by_metric[m]])
+
+
 def write_leaderboard(
-    runs_dir: Path, out_dir: Path | None = None, *, metrics: Sequence[str] = DEFAULT_METRICS
+    runs_dir: Path,
+    out_dir: Path | None = None,
+    *,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    confidence: float = DEFAULT_CONFIDENCE,
 ) -> LeaderboardFiles:
-    """Collect ``runs_dir`` and write ``leaderboard.md`` + ``leaderboard.csv`` into ``out_dir`` (default runs_dir)."""
+    """Collect ``runs_dir``; write ``leaderboard.md``, ``leaderboard.csv`` and ``comparisons.csv`` into ``out_dir``
+    (default runs_dir)."""
     collection = collect_runs(Path(runs_dir))
     out = Path(out_dir) if out_dir is not None else Path(runs_dir)
     out.mkdir(parents=True, exist_ok=True)
-    markdown = render_markdown(collection, metrics)
+    markdown = render_markdown(collection, metrics, confidence=confidence)
     markdown_path = out / MARKDOWN_FILE
     csv_path = out / CSV_FILE
+    comparisons_path = out / COMPARISONS_FILE
     markdown_path.write_text(markdown, encoding="utf-8")
-    csv_path.write_text(render_csv(collection, metrics), encoding="utf-8")
+    csv_path.write_text(render_csv(collection, metrics, confidence=confidence), encoding="utf-8")
+    comparisons_path.write_text(render_comparisons(collection, metrics, confidence=confidence), encoding="utf-8")
     return LeaderboardFiles(
         markdown_path=markdown_path,
         csv_path=csv_path,
         markdown=markdown,
         warnings=list(collection.warnings),
         n_runs=len(collection.records),
+        comparisons_path=comparisons_path,
     )

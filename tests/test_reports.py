@@ -229,21 +229,27 @@ def test_markdown_cells_bold_and_column_order(runs_dir: Path) -> None:
 
     assert table_header(markdown, "Minority-class accuracy") == ["method", "1", "0.01"]
     assert table_header(markdown, "Balanced accuracy") == ["method", "1", "0.01"]
-    assert table_row(markdown, "Minority-class accuracy", "ce") == ["0.850 ± 0.050 (n=3)", "0.700 ± 0.200 (n=3)"]
+    # the failed fscl+os run has seed 3, so seed 3 is expected in every cell: ?1 where it has no result
+    assert table_row(markdown, "Minority-class accuracy", "ce") == [
+        "0.850 ± 0.050 (n=3) ?1",
+        "0.700 ± 0.200 (n=3) ?1",
+    ]
     assert table_row(markdown, "Minority-class accuracy", "fscl+os") == [
-        "**0.900 ± 0.100 (n=3)**",
+        "**0.900 ± 0.100 (n=3)** ?1",
         "**0.800 ± 0.200 (n=3)** ✗1",
     ]
-    assert table_row(markdown, "Balanced accuracy", "ce") == ["0.925 ± 0.025 (n=3)", "0.850 ± 0.100 (n=3)"]
+    assert table_row(markdown, "Balanced accuracy", "ce") == ["0.925 ± 0.025 (n=3) ?1", "0.850 ± 0.100 (n=3) ?1"]
     assert table_row(markdown, "Balanced accuracy", "fscl+os") == [
-        "**0.950 ± 0.050 (n=3)**",
+        "**0.950 ± 0.050 (n=3)** ?1",
         "**0.900 ± 0.100 (n=3)** ✗1",
     ]
+    assert "✗k marks k failed runs" in markdown and "?k marks k missing runs" in markdown
     # rows: ce before fscl+os; tables in metric order
     assert markdown.index("| ce |") < markdown.index("| fscl+os |")
     assert markdown.index("### Minority-class accuracy") < markdown.index("### Balanced accuracy")
     # footer
     assert "Runs: 13 (12 finished, 1 failed)" in markdown
+    assert "missing runs: 3" in markdown
     assert "incomplete folders: 1" in markdown
     assert "warnings: 1" in markdown
 
@@ -257,7 +263,7 @@ def test_markdown_single_run_ties_no_data_and_all_failed(tmp_path: Path) -> None
     markdown = render_markdown(collect_runs(tmp_path), metrics=["test_minority_acc"])
     assert table_header(markdown, "Minority-class accuracy") == ["method", "1", "0.1"]
     assert table_row(markdown, "Minority-class accuracy", "ce") == ["**0.500 (n=1)**", "**0.300 (n=1)**"]
-    assert table_row(markdown, "Minority-class accuracy", "alpha") == ["—", "0.200 (n=1)"]
+    assert table_row(markdown, "Minority-class accuracy", "alpha") == ["— ?1", "0.200 (n=1)"]  # seed 0 expected
     assert table_row(markdown, "Minority-class accuracy", "zeta") == ["**0.500 (n=1)**", "— ✗1"]
     assert markdown.index("| ce |") < markdown.index("| alpha |") < markdown.index("| zeta |")
     assert "### Balanced accuracy" not in markdown
@@ -295,6 +301,11 @@ def test_csv_rows_and_values(runs_dir: Path) -> None:
         "test_minority_acc_std",
         "test_balanced_acc_mean",
         "test_balanced_acc_std",
+        "n_missing",
+        "test_minority_acc_ci_low",
+        "test_minority_acc_ci_high",
+        "test_balanced_acc_ci_low",
+        "test_balanced_acc_ci_high",
     ]
     rows = list(reader)
     assert [(r["method"], r["ratio"]) for r in rows] == [
@@ -317,6 +328,12 @@ def test_csv_rows_and_values(runs_dir: Path) -> None:
     assert float(ce_low["test_balanced_acc_mean"]) == pytest.approx(0.85)
     assert float(ce_low["test_balanced_acc_std"]) == pytest.approx(0.1)
     assert float(fscl_low["test_minority_acc_mean"]) == pytest.approx(0.8)
+    assert [r["n_missing"] for r in rows] == ["1", "1", "1", "0"]  # seed 3 only exists for fscl+os at 0.01
+    # 95% t-interval by hand: half-width = t_{0.975,2} * s / sqrt(3) = 4.302653 * 0.2 / 1.7320508 = 0.496827
+    assert float(ce_low["test_minority_acc_ci_low"]) == pytest.approx(0.7 - 0.496827, abs=1e-5)
+    assert float(ce_low["test_minority_acc_ci_high"]) == pytest.approx(0.7 + 0.496827, abs=1e-5)
+    assert float(ce_low["test_balanced_acc_ci_low"]) == pytest.approx(0.85 - 0.496827 / 2, abs=1e-5)
+    assert float(ce_low["test_balanced_acc_ci_high"]) == pytest.approx(0.85 + 0.496827 / 2, abs=1e-5)
 
 
 def test_csv_empty_std_for_single_run(tmp_path: Path) -> None:
@@ -324,6 +341,8 @@ def test_csv_empty_std_for_single_run(tmp_path: Path) -> None:
     (row,) = csv.DictReader(io.StringIO(render_csv(collect_runs(tmp_path))))
     assert row["test_minority_acc_mean"] == "0.666667"
     assert row["test_minority_acc_std"] == ""
+    assert row["test_minority_acc_ci_low"] == "" and row["test_minority_acc_ci_high"] == ""
+    assert row["n_missing"] == "0"
 
 
 # --- write_leaderboard ---------------------------------------------------------------------------------------------
@@ -335,6 +354,7 @@ def test_write_leaderboard_into_out_dir(runs_dir: Path, tmp_path: Path) -> None:
     assert isinstance(files, LeaderboardFiles)
     assert files.markdown_path == out_dir / "leaderboard.md"
     assert files.csv_path == out_dir / "leaderboard.csv"
+    assert files.comparisons_path == out_dir / "comparisons.csv" and files.comparisons_path.is_file()
     assert files.markdown_path.read_text(encoding="utf-8") == files.markdown
     assert files.csv_path.read_text(encoding="utf-8") == render_csv(collect_runs(runs_dir))
     assert files.n_runs == 13
