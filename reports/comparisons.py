@@ -27,11 +27,13 @@ MARKERS: dict[str, str] = {BETTER: "▲", WORSE: "▼"}
 
 
 def format_comparison(comparison: PairedComparison | None) -> str:
-    """``+0.120 [+0.030, +0.210] ▲ (n=5)``; no marker when the interval contains 0; ``n=2: too few seeds``."""
+    """``+0.120 [+0.030, +0.210] ▲ (n=5)``; no marker when the interval contains 0;
+    ``+0.100 (n=2: too few seeds)`` (mean difference only, no interval or marker) below the minimum of pairs."""
     if comparison is None:
         return NO_DATA
     if comparison.verdict not in (BETTER, WORSE, NO_DIFFERENCE) or comparison.low is None or comparison.high is None:
-        return f"n={comparison.n_pairs}: too few seeds"
+        too_few = f"n={comparison.n_pairs}: too few seeds"
+        return too_few if comparison.mean_diff is None else f"{comparison.mean_diff:+.3f} ({too_few})"
     marker = MARKERS.get(comparison.verdict)
     text = f"{comparison.mean_diff:+.3f} [{comparison.low:+.3f}, {comparison.high:+.3f}]"
     return f"{text} {marker} (n={comparison.n_pairs})" if marker else f"{text} (n={comparison.n_pairs})"

@@ -220,7 +220,7 @@ def test_markdown_paired_tables(paired_dir: Path) -> None:
     assert paired_row(markdown, "ce", "sure") == ["—", "+0.210 [+0.185, +0.235] ▲ (n=3)"]
     assert paired_row(markdown, "ce", "worse") == ["—", "-0.210 [-0.235, -0.185] ▼ (n=3)"]
     assert paired_row(markdown, "ce", "extra") == ["—", "+0.210 [+0.185, +0.235] ▲ (n=3)"]
-    assert paired_row(markdown, "ce", "partial") == ["—", "n=2: too few seeds"]
+    assert paired_row(markdown, "ce", "partial") == ["—", "+0.100 (n=2: too few seeds)"]  # diffs +0.1, +0.1
     with pytest.raises(AssertionError):
         paired_row(markdown, "ce", "ce")  # the baseline has no row of its own
     assert "▲" in markdown.split("## ", 1)[0] and "▼" in markdown.split("## ", 1)[0]  # explained in the legend
