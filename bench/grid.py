@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -58,7 +57,6 @@ def run_grid(
     *,
     workers: int,
     observer: GridObserver,
-    should_stop: Callable[[], bool] = lambda: False,
 ) -> GridSummary:
     """Run every unfinished cell of ``spec`` in order, writing one folder per run under ``out_dir``.
 
@@ -70,8 +68,6 @@ def run_grid(
     observer.grid_started(len(cells), summary.skipped)
     tasks: dict[tuple[str, str], TaskData] = {}
     for cell in pending:
-        if should_stop():
-            break
         if cell.classes not in tasks:
             tasks[cell.classes] = prepare_task(
                 source, cell.classes, spec.settings.img_size, progress=observer.preparing
