@@ -162,6 +162,17 @@ class TappedBackbone(nn.Module):
             self._features.clear()  # keep no graph references between calls
         return logits, feats
 
+    def embed(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``x: [B, C_in, H, W]`` -> ``(logits [B, num_classes], pre-logits features [B, D])`` without taps.
+
+        The features are what the classifier sees: timm's ``forward_head(..., pre_logits=True)`` (for CNNs the
+        globally pooled last stage, e.g. resnet18's ``layer4`` = its last default tap). Used for evaluation, where
+        every method, including those that tap nothing, needs comparable features.
+        """
+        trunk = self.model.forward_features(x)
+        features = self.model.forward_head(trunk, pre_logits=True)
+        return self.model.forward_head(trunk), features.flatten(1)
+
     def remove_hooks(self) -> None:
         """Detach all hooks; afterwards the backbone has no taps and ``forward`` returns an empty feature list."""
         for handle in self._handles:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -72,16 +73,32 @@ def train_one_epoch(
     return summary
 
 
-def predict(
-    model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]], setup: DeviceSetup
-) -> tuple[np.ndarray, np.ndarray]:
-    """Predicted and true labels over ``loader`` (model in eval mode, no gradients): two int64 arrays [N]."""
-    predictions, targets = [], []
+@dataclass(frozen=True)
+class TestOutputs:
+    """What evaluation keeps per test image, in loader order."""
+
+    logits: np.ndarray  # float32 [N, C]
+    features: np.ndarray  # float32 [N, D], pre-logits features (TappedBackbone.embed)
+    targets: np.ndarray  # int64 [N]
+
+    @property
+    def predictions(self) -> np.ndarray:
+        return self.logits.argmax(axis=1).astype(np.int64)
+
+
+def evaluate(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]], setup: DeviceSetup) -> TestOutputs:
+    """Logits, pre-logits features and true labels over ``loader`` (model in eval mode, no gradients)."""
+    logits, features, targets = [], [], []
     with evaluation_mode(model):
         for images, labels in loader:
             images, _ = to_device(images, labels, setup)
             with autocast(setup):
-                logits, _ = model(images)
-            predictions.append(logits.argmax(dim=1).cpu())
+                batch_logits, batch_features = model.embed(images)
+            logits.append(batch_logits.float().cpu())
+            features.append(batch_features.float().cpu())
             targets.append(labels)
-    return torch.cat(predictions).numpy().astype(np.int64), torch.cat(targets).numpy().astype(np.int64)
+    return TestOutputs(
+        logits=torch.cat(logits).numpy(),
+        features=torch.cat(features).numpy(),
+        targets=torch.cat(targets).numpy().astype(np.int64),
+    )

@@ -4,6 +4,8 @@
   ``config.json``   the run's full configuration plus versions, written when the run starts;
   ``subset.json``   the training images the seeded subsampling chose (identifiers per class);
   ``metrics.jsonl`` one JSON line per epoch: losses, train accuracy, learning rate, seconds;
+  ``test_outputs.npz``  per test image, in test-split order: ``logits`` (float32 [N, C]), ``features``
+                    (pre-logits features, float16 [N, D]) and ``labels`` (int64 [N]); written before result.json;
   ``result.json``   final metrics, class counts, seed, device, versions and wall time — written last and
                     atomically, so its presence means the run is finished (or failed, with the reason).
 """
@@ -18,10 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bench.config import ConfigError, RunConfig
 
 SCHEMA_VERSION = 1
 DONE_STATUSES = ("finished", "failed")
+OUTPUTS_FILE = "test_outputs.npz"
 
 
 def versions() -> dict[str, str]:
@@ -74,6 +79,10 @@ class RunFolder:
         return self.path / "metrics.jsonl"
 
     @property
+    def outputs(self) -> Path:
+        return self.path / OUTPUTS_FILE
+
+    @property
     def result(self) -> Path:
         return self.path / "result.json"
 
@@ -118,6 +127,24 @@ class RunFolder:
 
     def write_subset(self, subset: dict[str, Any]) -> None:
         write_json_atomic(self.subset, subset)
+
+    def write_outputs(self, logits: np.ndarray, features: np.ndarray, labels: np.ndarray) -> None:
+        """Save the test outputs atomically; features as float16 to keep the file small (2 MB for 2000 x 512)."""
+        handle, temporary = tempfile.mkstemp(prefix=f".{OUTPUTS_FILE}.", suffix=".tmp", dir=self.path)
+        try:
+            with os.fdopen(handle, "wb") as stream:
+                np.savez(
+                    stream,
+                    logits=logits.astype(np.float32),
+                    features=features.astype(np.float16),
+                    labels=labels.astype(np.int64),
+                )
+                stream.flush()
+                os.fsync(stream.fileno())
+            os.replace(temporary, self.outputs)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
 
     def finish(self, config: RunConfig, payload: dict[str, Any]) -> dict[str, Any]:
         """Write ``result.json`` (status, metrics, counts, ...) with the identifying fields the report groups by."""

@@ -20,9 +20,9 @@ from bench.data import (
     subsample_task,
 )
 from bench.device import DeviceSetup, create_grad_scaler, prepare_model
-from bench.engine import BatchCallback, NonFiniteLossError, predict, train_one_epoch
+from bench.engine import BatchCallback, NonFiniteLossError, evaluate, train_one_epoch
 from bench.methods import create_method_loss, parse_method
-from bench.metrics import MAJORITY, MINORITY, classification_metrics
+from bench.metrics import MAJORITY, MINORITY, classification_metrics, feature_separation
 from bench.results import RunFolder
 from bench.task import TaskData
 
@@ -173,13 +173,17 @@ def execute_run(
         if on_epoch is not None:
             on_epoch(epoch, settings.epochs, row)
 
-    predictions, targets = predict(model, test_loader, setup)
+    outputs = evaluate(model, test_loader, setup)
+    folder.write_outputs(outputs.logits, outputs.features, outputs.targets)
     return folder.finish(
         config,
         {
             "status": "finished",
             "failure": None,
-            "metrics": classification_metrics(targets, predictions),
+            "metrics": {
+                **classification_metrics(outputs.targets, outputs.predictions),
+                **feature_separation(outputs.features, outputs.targets, seed=config.seed),
+            },
             **common,
             "epochs": settings.epochs,
             "device": setup.description,

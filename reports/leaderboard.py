@@ -23,13 +23,15 @@ from reports.statistics import (
     paired_comparisons,
 )
 
-DEFAULT_METRICS: tuple[str, ...] = ("test_minority_acc", "test_balanced_acc")
+DEFAULT_METRICS: tuple[str, ...] = ("test_minority_acc", "test_balanced_acc", "test_feature_silhouette")
 METRIC_TITLES: dict[str, str] = {
     "test_minority_acc": "Minority-class accuracy",
     "test_majority_acc": "Majority-class accuracy",
     "test_balanced_acc": "Balanced accuracy",
     "test_acc": "Accuracy",
     "test_macro_f1": "Macro F1",
+    "test_feature_silhouette": "Feature separation (silhouette, cosine, test images)",
+    "test_feature_fisher": "Feature separation (Fisher ratio, test images)",
 }
 #: Metrics that get "Paired difference vs <baseline>" tables in the Markdown (comparisons.csv has every metric).
 COMPARISON_METRICS: tuple[str, ...] = ("test_minority_acc",)
@@ -152,6 +154,11 @@ def _footer(collection: Collection) -> str:
     )
 
 
+def reported_metrics(records: Sequence[RunRecord], metrics: Sequence[str]) -> list[str]:
+    """The metrics of ``metrics`` that at least one record reports (older runs lack newer metrics)."""
+    return [m for m in metrics if any(m in r.metrics for r in records)]
+
+
 def _comparisons(
     records: Sequence[RunRecord], metrics: Sequence[str], confidence: float
 ) -> dict[str, list[PairedComparison]]:
@@ -186,7 +193,7 @@ def render_markdown(
         methods = sorted({r.method for r in section}, key=method_sort_key)
         ratios = sorted({r.ratio for r in section}, reverse=True)
         lines += [f"## {md_escape(task)} — {md_escape(backbone)}", "", _class_description(section), ""]
-        for metric in metrics:
+        for metric in reported_metrics(section, metrics):
             lines += [f"### {METRIC_TITLES.get(metric, metric)}", ""]
             lines += _table(methods, ratios, cells[metric], task, backbone, missing)
             lines += [
@@ -260,8 +267,9 @@ def render_comparisons(
     collection: Collection, metrics: Sequence[str] = DEFAULT_METRICS, *, confidence: float = DEFAULT_CONFIDENCE
 ) -> str:
     """``comparisons.csv``: every method against each of DEFAULT_BASELINES, paired by seed, for every metric."""
-    by_metric = _comparisons(collection.records, metrics, confidence)
-    return render_comparisons_csv([c for m in metrics for c in by_metric[m]])
+    shown = reported_metrics(collection.records, metrics)
+    by_metric = _comparisons(collection.records, shown, confidence)
+    return render_comparisons_csv([c for m in shown for c in by_metric[m]])
 
 
 def write_leaderboard(

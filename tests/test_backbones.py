@@ -89,6 +89,28 @@ def test_resnet18_pooled_taps_match_manual_forward() -> None:
 
 
 @pytest.mark.parametrize(("name", "kwargs", "size"), MODELS, ids=MODEL_IDS)
+def test_embed_gives_the_forward_logits_and_the_classifier_input(name: str, kwargs: dict[str, Any], size: int) -> None:
+    bb = create_backbone(name, num_classes=3, **kwargs).eval()
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        logits, _ = bb(x)
+        embedded_logits, features = bb.embed(x)
+        head = bb.model.get_classifier()
+        torch.testing.assert_close(embedded_logits, logits, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(head(features), logits, rtol=1e-5, atol=1e-5)
+    assert features.shape == (2, bb.model.num_features)
+
+
+def test_resnet18_embed_features_are_the_pooled_last_stage() -> None:
+    bb = create_backbone("resnet18", num_classes=2).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        _, taps = bb(x)
+        _, features = bb.embed(x)
+    torch.testing.assert_close(features, taps[-1], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(("name", "kwargs", "size"), MODELS, ids=MODEL_IDS)
 def test_gradients_flow_from_tap_features(name: str, kwargs: dict[str, Any], size: int) -> None:
     bb = create_backbone(name, 3, **kwargs).train()
     _, feats = bb(torch.randn(2, 3, size, size))

@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -51,6 +52,15 @@ def test_grid_writes_one_complete_folder_per_run(grid_dir: Path) -> None:
     assert config["taps"] == ["layer3", "layer4"] and config["normalisation"]["source"] == "train subset"
     subset = json.loads((run / "subset.json").read_text())
     assert len(subset["1"]) == 20 and len(subset["8"]) == 2
+    with np.load(run / "test_outputs.npz") as outputs:
+        n_test = sum(result["test_counts"].values())
+        assert outputs["logits"].shape == (n_test, 2) and outputs["features"].shape == (n_test, 512)
+        assert outputs["features"].dtype == np.float16
+        assert np.bincount(outputs["labels"]).tolist() == [result["test_counts"]["1"], result["test_counts"]["8"]]
+        confusion = np.zeros((2, 2), dtype=int)
+        np.add.at(confusion, (outputs["labels"], outputs["logits"].argmax(axis=1)), 1)
+    assert confusion.tolist() == result["metrics"]["test_confusion"]
+    assert -1 <= result["metrics"]["test_feature_silhouette"] <= 1 and result["metrics"]["test_feature_fisher"] > 0
 
 
 def test_subsets_are_nested_across_ratios_and_shared_across_methods(grid_dir: Path) -> None:
@@ -73,7 +83,7 @@ def test_report_shows_every_cell_with_n(grid_dir: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     markdown = (tmp_path / "leaderboard.md").read_text()
     assert "fine — resnet18" in markdown
-    assert markdown.count("(n=2)") == 2 * 2 * 2  # 2 methods x 2 ratios x 2 metric tables
+    assert markdown.count("(n=2)") == 2 * 2 * 3  # 2 methods x 2 ratios x 3 metric tables
     rows = list(csv.DictReader((tmp_path / "leaderboard.csv").open()))
     assert {(row["method"], row["ratio"], row["n"]) for row in rows} == {
         ("ce", "1", "2"), ("ce", "0.1", "2"), ("fscl+os", "1", "2"), ("fscl+os", "0.1", "2")

@@ -11,9 +11,9 @@ from torch import Tensor, nn
 
 from bench.config import ConfigError, TrainSettings, resolve_options
 from bench.device import create_grad_scaler, resolve_device
-from bench.engine import NonFiniteLossError, predict, train_one_epoch
+from bench.engine import NonFiniteLossError, evaluate, train_one_epoch
 from bench.methods import create_method_loss, parse_method
-from bench.metrics import classification_metrics
+from bench.metrics import classification_metrics, feature_separation
 from bench.runner import create_scheduler
 
 SETTINGS = TrainSettings.from_options(resolve_options({"epochs": 4}))
@@ -34,6 +34,10 @@ class TinyTapped(nn.Module):
         if self.poison:
             logits = logits * float("nan")
         return logits, [features]
+
+    def embed(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        features = self.body(x)
+        return self.head(features), features
 
 
 def _batches(n_batches: int = 3, batch: int = 4) -> list[tuple[Tensor, Tensor]]:
@@ -101,13 +105,39 @@ def test_device_resolution() -> None:
         resolve_device("cpu", "fp16")
 
 
-def test_predict_restores_training_mode_and_returns_labels() -> None:
+def test_evaluate_restores_training_mode_and_returns_outputs_in_order() -> None:
     model = TinyTapped()
     model.train()
-    predictions, targets = predict(model, _batches(2), resolve_device("cpu", "off"))
+    batches = _batches(2)
+    outputs = evaluate(model, batches, resolve_device("cpu", "off"))
     assert model.training
-    assert predictions.shape == targets.shape == (8,)
-    assert targets.tolist() == [0, 1] * 4
+    assert outputs.logits.shape == (8, 2) and outputs.features.shape == (8, 4)
+    assert outputs.targets.tolist() == [0, 1] * 4
+    with torch.no_grad():
+        expected = model.head(model.body(torch.cat([images for images, _ in batches])))
+    np.testing.assert_allclose(outputs.logits, expected.numpy(), rtol=1e-5, atol=1e-6)
+    assert outputs.predictions.tolist() == expected.argmax(dim=1).tolist()
+
+
+def test_feature_separation_against_hand_computation() -> None:
+    # Unit vectors after normalisation: class 0 at angles 0 and 90 degrees, class 1 at 180 and 270 degrees.
+    features = np.array([[2.0, 0.0], [0.0, 3.0], [-1.0, 0.0], [0.0, -5.0]])
+    labels = np.array([0, 0, 1, 1])
+    result = feature_separation(features, labels)
+    # Class means (0.5, 0.5) and (-0.5, -0.5): |mu1 - mu0|^2 = 2; each point lies 1/sqrt(2) from its mean,
+    # so each within-class variance is 1/2: Fisher = 2 / (1/2 + 1/2) = 2.
+    assert result["test_feature_fisher"] == pytest.approx(2.0)
+    # Cosine distances: same class 1 (orthogonal); the other class: 2 (opposite) and 1 (orthogonal), mean 1.5.
+    # Silhouette per point (b - a) / max(a, b) = (1.5 - 1) / 1.5 = 1/3.
+    assert result["test_feature_silhouette"] == pytest.approx(1 / 3)
+
+
+def test_feature_separation_leaves_out_undefined_numbers() -> None:
+    assert feature_separation(np.ones((3, 2)), np.array([0, 0, 0])) == {}
+    same_per_class = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    result = feature_separation(same_per_class, np.array([0, 0, 1, 1]))
+    assert "test_feature_fisher" not in result  # no within-class spread
+    assert result["test_feature_silhouette"] == pytest.approx(1.0)
 
 
 def test_metrics_against_hand_computation() -> None:

@@ -301,11 +301,15 @@ def test_csv_rows_and_values(runs_dir: Path) -> None:
         "test_minority_acc_std",
         "test_balanced_acc_mean",
         "test_balanced_acc_std",
+        "test_feature_silhouette_mean",
+        "test_feature_silhouette_std",
         "n_missing",
         "test_minority_acc_ci_low",
         "test_minority_acc_ci_high",
         "test_balanced_acc_ci_low",
         "test_balanced_acc_ci_high",
+        "test_feature_silhouette_ci_low",
+        "test_feature_silhouette_ci_high",
     ]
     rows = list(reader)
     assert [(r["method"], r["ratio"]) for r in rows] == [
