@@ -138,23 +138,30 @@ def run(
 @app.command()
 def report(
     runs_dir: Annotated[Path, typer.Argument(help="A folder of run folders written by bench run.")],
-    out: Annotated[Path | None, typer.Option(help="Where to write leaderboard.md and .csv. [RUNS_DIR]")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Where to write report.md, the CSV files and figures/. [RUNS_DIR]")
+    ] = None,
 ) -> None:
-    """Write leaderboard.md and leaderboard.csv (mean ± std over seeds, n per cell) and print the table."""
-    from reports import write_leaderboard
+    """Write report.md (settings, tables, paired comparisons, figures), leaderboard.md/.csv and comparisons.csv."""
+    from reports import write_report
 
     if not runs_dir.is_dir():
         fail(f"{runs_dir} is not a folder; pass the --out folder of a bench run")
     try:
-        files = write_leaderboard(runs_dir, out)
+        files = write_report(runs_dir, out, progress=lambda what: typer.echo(f"drawing {what}", err=True))
     except OSError as error:
-        fail(f"cannot write the leaderboard: {error}")
-    for warning in files.warnings:
+        fail(f"cannot write the report: {error}")
+    leaderboard = files.leaderboard
+    for warning in leaderboard.warnings:
         typer.echo(f"warning: {warning}", err=True)
-    if files.n_runs == 0:
+    if leaderboard.n_runs == 0:
         fail(f"no finished runs found in {runs_dir}; pass the --out folder of a bench run")
-    typer.echo(files.markdown)
-    typer.echo(f"wrote {files.markdown_path}, {files.csv_path} and {files.comparisons_path}", err=True)
+    typer.echo(leaderboard.markdown)
+    typer.echo(
+        f"wrote {files.report_path} ({len(files.figures)} figures), {leaderboard.csv_path} and "
+        f"{leaderboard.comparisons_path}",
+        err=True,
+    )
 
 
 @app.command("methods")

@@ -1,11 +1,14 @@
 """Leaderboard reports from run folders: collect ``result.json`` files, aggregate over seeds, render.
 
-Reads result files only; deliberately does not import torch. Statistics (Student-t intervals over seeds, paired
-comparisons against a baseline, missing runs) live in :mod:`reports.statistics`.
+Reads result files (and, for the figures, ``metrics.jsonl`` and ``test_outputs.npz``) only; deliberately does
+not import torch. ``write_report`` (:mod:`reports.document`) adds report.md and figures (:mod:`reports.plots`).
+Statistics (Student-t intervals over seeds, paired comparisons against a baseline, missing runs) live in
+:mod:`reports.statistics`.
 """
 
 from reports.aggregate import CellStats, aggregate
 from reports.collect import Collection, RunRecord, collect_runs
+from reports.document import ReportFiles, write_report
 from reports.leaderboard import (
     LeaderboardFiles,
     render_comparisons,
@@ -21,6 +24,7 @@ __all__ = [
     "Interval",
     "LeaderboardFiles",
     "PairedComparison",
+    "ReportFiles",
     "RunRecord",
     "aggregate",
     "collect_runs",
@@ -31,4 +35,5 @@ __all__ = [
     "render_markdown",
     "t_interval",
     "write_leaderboard",
+    "write_report",
 ]

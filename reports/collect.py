@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,14 @@ class RunRecord:
     seed: int
     status: str
     metrics: dict[str, float]
-    path: Path
+    path: Path  # the run's result.json; its folder holds metrics.jsonl and test_outputs.npz
+    config: dict[str, Any] = field(default_factory=dict)  # the run's settings (result.json "config")
+    wall_seconds: float | None = None
+    device: str = ""
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
 
 
 @dataclass(frozen=True)
@@ -96,6 +103,9 @@ def _parse(data: Any, path: Path, warnings: list[str]) -> RunRecord:
         status=data["status"],
         metrics=_scalar_metrics(data.get("metrics"), path, warnings),
         path=path,
+        config=dict(data["config"]) if isinstance(data.get("config"), dict) else {},
+        wall_seconds=float(data["wall_seconds"]) if _is_number(data.get("wall_seconds")) else None,
+        device=str(data.get("device") or ""),
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,12 +170,19 @@ def _comparisons(
 
 
 def render_markdown(
-    collection: Collection, metrics: Sequence[str] = DEFAULT_METRICS, *, confidence: float = DEFAULT_CONFIDENCE
+    collection: Collection,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    *,
+    confidence: float = DEFAULT_CONFIDENCE,
+    title: str = "Leaderboard",
+    preamble: Sequence[str] = (),
+    figures: Mapping[tuple[str, str], Sequence[str]] | None = None,
 ) -> str:
     """Markdown leaderboard: one section per (task, backbone), one table per metric.
 
     Under each table a note on the intervals; for :data:`COMPARISON_METRICS` also one "Paired difference vs
-    <baseline>" table per baseline present in the section.
+    <baseline>" table per baseline present in the section. ``preamble`` lines follow the title; ``figures`` maps
+    (task, backbone) to Markdown lines placed at the top of that section (the report's pictures).
     """
     records = collection.records
     cells = _stats_by_cell(records, metrics)
@@ -185,7 +192,7 @@ def render_markdown(
     for record in records:
         sections.setdefault((record.task, record.backbone), []).append(record)
 
-    lines = ["# Leaderboard", "", _legend(confidence), ""]
+    lines = [f"# {title}", "", *preamble, _legend(confidence), ""]
     if not sections:
         lines += ["_No runs found._", ""]
     for task, backbone in sorted(sections):
@@ -193,6 +200,7 @@ def render_markdown(
         methods = sorted({r.method for r in section}, key=method_sort_key)
         ratios = sorted({r.ratio for r in section}, reverse=True)
         lines += [f"## {md_escape(task)} — {md_escape(backbone)}", "", _class_description(section), ""]
+        lines += list((figures or {}).get((task, backbone), ()))
         for metric in reported_metrics(section, metrics):
             lines += [f"### {METRIC_TITLES.get(metric, metric)}", ""]
             lines += _table(methods, ratios, cells[metric], task, backbone, missing)

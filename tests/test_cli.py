@@ -83,6 +83,9 @@ def test_report_shows_every_cell_with_n(grid_dir: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     markdown = (tmp_path / "leaderboard.md").read_text()
     assert "fine — resnet18" in markdown
+    report = (tmp_path / "report.md").read_text()
+    assert "![accuracy vs ratio](figures/fine__resnet18/accuracy_vs_ratio.png)" in report
+    assert (tmp_path / "figures" / "fine__resnet18" / "feature_space_r0.1_s0.png").is_file()
     assert markdown.count("(n=2)") == 2 * 2 * 3  # 2 methods x 2 ratios x 3 metric tables
     rows = list(csv.DictReader((tmp_path / "leaderboard.csv").open()))
     assert {(row["method"], row["ratio"], row["n"]) for row in rows} == {

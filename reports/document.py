@@ -1,0 +1,180 @@
+"""``report.md``: the leaderboard tables with the settings and the figures, written next to the CSV files.
+
+Layout of the output folder::
+
+    report.md              tables + pictures, reads on GitHub
+    leaderboard.md/.csv    the tables alone (one CSV row per task x backbone x method x ratio)
+    comparisons.csv        paired differences against ce and os
+    figures/<task>__<backbone>/
+        accuracy_vs_ratio.png        minority-class accuracy against the ratio, one line per method
+        separation_vs_ratio.png      feature separation (silhouette) against the ratio
+        training_curves_r<ratio>.png loss terms and train accuracy per epoch, one column per method
+        feature_space_r<ratio>_s<seed>.png  PCA of one seed's test features, one panel per method
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from reports.collect import RunRecord, collect_runs
+from reports.formatting import fmt_ratio, md_escape
+from reports.leaderboard import DEFAULT_METRICS, LeaderboardFiles, render_markdown, write_leaderboard
+from reports.plots import plot_accuracy_vs_ratio, plot_feature_space, plot_training_curves
+from reports.statistics import DEFAULT_CONFIDENCE
+
+REPORT_FILE = "report.md"
+FIGURES_DIR = "figures"
+#: Settings shown in the report's settings table, in this order (from each result's "config").
+SETTING_KEYS: tuple[str, ...] = (
+    "dataset",
+    "epochs",
+    "img_size",
+    "majority_count",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "warmup_epochs",
+    "sim_weight",
+    "stages",
+    "cb_beta",
+    "cb_kind",
+    "randaug_ops",
+    "randaug_magnitude",
+    "pretrained",
+)
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    """What :func:`write_report` wrote."""
+
+    report_path: Path
+    figures: list[Path]
+    leaderboard: LeaderboardFiles
+
+
+def safe_name(text: str) -> str:
+    """A file-name-safe version of a task or backbone name (``hf-hub:timm/x`` -> ``hf-hub_timm_x``)."""
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", text).strip("_") or "_"
+
+
+def _distinct(values: list[object]) -> str:
+    shown = list(dict.fromkeys("default" if v is None else str(v) for v in values))
+    return ", ".join(shown) if shown else "—"
+
+
+def settings_table(records: Sequence[RunRecord]) -> list[str]:
+    """A Markdown table of the runs' settings (several values are listed when runs differ), devices, wall time."""
+    rows = [(key, _distinct([r.config[key] for r in records if key in r.config])) for key in SETTING_KEYS]
+    rows = [(key, value) for key, value in rows if value != "—"]
+    seeds = sorted({r.seed for r in records})
+    rows.append(("seeds", f"{len(seeds)} ({', '.join(str(s) for s in seeds)})"))
+    rows.append(("device", _distinct([r.device for r in records if r.device])))
+    wall = sum(r.wall_seconds for r in records if r.wall_seconds is not None)
+    rows.append(("training time, summed over runs", f"{wall / 3600:.2f} h ({len(records)} runs)"))
+    return ["| setting | value |", "|:---|:---|", *[f"| {key} | {md_escape(value)} |" for key, value in rows], ""]
+
+
+def _figure_seed(records: Sequence[RunRecord]) -> int | None:
+    """The smallest seed with the most finished methods at one ratio (so every panel shows the same subset)."""
+    finished = [r for r in records if r.status == "finished"]
+    if not finished:
+        return None
+    counts = {seed: sum(1 for r in finished if r.seed == seed) for seed in {r.seed for r in finished}}
+    best = max(counts.values())
+    return min(seed for seed, count in counts.items() if count == best)
+
+
+def _image(path: Path, out: Path, alt: str) -> str:
+    return f"![{alt}]({path.relative_to(out).as_posix()})"
+
+
+def _section_figures(section: Sequence[RunRecord], folder: Path, out: Path, classes: Sequence[str]) -> list[str]:
+    """Draw one section's figures into ``folder``; return the Markdown that embeds them."""
+    lines: list[str] = []
+    accuracy = plot_accuracy_vs_ratio(section, folder / "accuracy_vs_ratio.png")
+    separation = plot_accuracy_vs_ratio(
+        section,
+        folder / "separation_vs_ratio.png",
+        metric="test_feature_silhouette",
+        label="feature separation (silhouette, cosine)",
+    )
+    shown = [p for p in (accuracy, separation) if p is not None]
+    if shown:
+        lines += [" ".join(_image(p, out, p.stem.replace("_", " ")) for p in shown), ""]
+    ratios = sorted({r.ratio for r in section})
+    curves, spaces = [], []
+    for ratio in ratios:
+        at_ratio = [r for r in section if r.ratio == ratio]
+        curve = plot_training_curves(at_ratio, folder / f"training_curves_r{fmt_ratio(ratio)}.png")
+        if curve is not None:
+            curves.append((ratio, curve))
+        seed = _figure_seed(at_ratio)
+        if seed is not None:
+            name = f"feature_space_r{fmt_ratio(ratio)}_s{seed}.png"
+            space = plot_feature_space([r for r in at_ratio if r.seed == seed], folder / name, classes=classes)
+            if space is not None:
+                spaces.append((ratio, seed, space))
+    if spaces:
+        ratio, seed, path = spaces[0]
+        lines += [
+            f"Feature space at ratio {fmt_ratio(ratio)} (seed {seed}): PCA of the L2-normalised pre-logits features "
+            "of the test images, one panel per method.",
+            "",
+            _image(path, out, "feature space"),
+            "",
+        ]
+        others = [f"[ratio {fmt_ratio(r)}]({p.relative_to(out).as_posix()})" for r, _, p in spaces[1:]]
+        if others:
+            lines += [f"Other ratios: {', '.join(others)}.", ""]
+    if curves:
+        ratio, path = curves[0]
+        lines += [
+            f"Training curves at ratio {fmt_ratio(ratio)}: mean over seeds, band = min..max; loss terms unweighted.",
+            "",
+            _image(path, out, "training curves"),
+            "",
+        ]
+        others = [f"[ratio {fmt_ratio(r)}]({p.relative_to(out).as_posix()})" for r, p in curves[1:]]
+        if others:
+            lines += [f"Other ratios: {', '.join(others)}.", ""]
+    return lines
+
+
+def write_report(
+    runs_dir: Path,
+    out_dir: Path | None = None,
+    *,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    confidence: float = DEFAULT_CONFIDENCE,
+    progress: Progress | None = None,
+) -> ReportFiles:
+    """Write the leaderboard files, the figures and ``report.md`` for the runs in ``runs_dir`` into ``out_dir``
+    (default ``runs_dir``)."""
+    leaderboard = write_leaderboard(runs_dir, out_dir, metrics=metrics, confidence=confidence)
+    out = leaderboard.markdown_path.parent
+    collection = collect_runs(Path(runs_dir))
+    sections: dict[tuple[str, str], list[RunRecord]] = {}
+    for record in collection.records:
+        sections.setdefault((record.task, record.backbone), []).append(record)
+    figures: dict[tuple[str, str], list[str]] = {}
+    written: list[Path] = []
+    for (task, backbone), section in sorted(sections.items()):
+        if progress is not None:
+            progress(f"figures for {task} — {backbone}")
+        folder = out / FIGURES_DIR / f"{safe_name(task)}__{safe_name(backbone)}"
+        classes = next((r.classes for r in section if len(r.classes) == 2), ("majority", "minority"))
+        figures[(task, backbone)] = _section_figures(section, folder, out, classes)
+        written += sorted(folder.glob("*.png")) if folder.is_dir() else []
+    preamble = ["## Settings", "", *settings_table(collection.records)] if collection.records else []
+    markdown = render_markdown(
+        collection, metrics, confidence=confidence, title="Report", preamble=preamble, figures=figures
+    )
+    report_path = out / REPORT_FILE
+    report_path.write_text(markdown, encoding="utf-8")
+    return ReportFiles(report_path=report_path, figures=written, leaderboard=leaderboard)
