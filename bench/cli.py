@@ -164,6 +164,54 @@ def report(
     )
 
 
+@app.command()
+def doctor(
+    data: Annotated[str | None, typer.Option(help="Data set: an ImageFolder root, 'cifar10' or 'digits'.")] = None,
+    task: Annotated[str | None, typer.Option(help="Task preset(s) to check, comma-separated. [every preset]")] = None,
+    classes: Annotated[
+        tuple[str, str] | None,
+        typer.Option(help="A task by its two class names: MAJORITY MINORITY.", show_default=False),
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML file as for bench run (data, tasks, options).")] = None,
+    ratios: Annotated[str | None, typer.Option(help="Ratios to check. [paper: 1,0.1,0.01,0.005,0.001]")] = None,
+    majority_count: Annotated[int | None, typer.Option(help="Majority-class training images. [10000]")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Where downloaded data sets go.")] = None,
+) -> None:
+    """Check a data set before a long grid: counts, unreadable files, train/test duplicates, image sizes, ratios.
+
+    Exit code 0 when nothing that changes results was found, 1 when something was (listed under problems).
+    """
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
+
+    from bench.config import parse_names
+    from bench.doctor import examine, render
+    from bench.plan import plan_run
+
+    options = {"ratios": ratios, "majority_count": majority_count}
+    try:
+        task_names = parse_names(task, "--task") if task is not None else ()
+        plan = plan_run(
+            data=data, config_path=config, task_names=task_names, classes=classes, options=options,
+            cache_dir=cache_dir, all_presets=True,
+        )  # fmt: skip
+        spec = plan.spec
+        with Progress(transient=True, console=Console(stderr=True)) as progress:
+            bars: dict[str, TaskID] = {}
+
+            def advance(what: str, done: int, total: int) -> None:
+                if what not in bars:
+                    bars[what] = progress.add_task(f"reading {what}", total=total)
+                progress.update(bars[what], completed=done)
+
+            report = examine(plan.source, spec.tasks, spec.ratios, spec.settings.majority_count, progress=advance)
+    except _user_errors() as error:
+        fail(str(error))
+    for line in render(report):
+        typer.echo(line)
+    raise typer.Exit(1 if report.problems else 0)
+
+
 @app.command("methods")
 def list_methods() -> None:
     """List the method components; combine them with + (e.g. fscl+os, cb+fscl)."""

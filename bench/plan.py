@@ -57,14 +57,22 @@ def plan_run(
     classes: tuple[str, str] | None,
     options: dict[str, Any],
     cache_dir: Path | None = None,
+    all_presets: bool = False,
 ) -> Plan:
-    """Resolve data, tasks and options (flags > config file > data set defaults > the paper's values)."""
+    """Resolve data, tasks and options (flags > config file > data set defaults > the paper's values).
+
+    Without task names or classes the grid has the ``fine`` preset, or with ``all_presets`` every preset (possibly
+    none).
+    """
     file = load_config_file(config_path) if config_path is not None else None
     source = open_source(data if data is not None else (file.data if file else None), cache_dir=cache_dir)
     presets = {**source.tasks, **(file.tasks if file else {})}
     resolved = resolve_options(source.defaults, file.options if file else {}, options)
     parse_methods(resolved["methods"])
-    tasks = _resolve_tasks(task_names, classes, presets, f"data set '{source.name}'")
+    if all_presets and not task_names and classes is None:
+        tasks = tuple(presets.items())
+    else:
+        tasks = _resolve_tasks(task_names, classes, presets, f"data set '{source.name}'")
     spec = GridSpec(
         dataset=source.name,
         data_fingerprint=source.fingerprint,
