@@ -57,9 +57,11 @@ def run_grid(
     *,
     workers: int,
     observer: GridObserver,
+    cache_dir: Path | None = None,
 ) -> GridSummary:
     """Run every unfinished cell of ``spec`` in order, writing one folder per run under ``out_dir``.
 
+    ``cache_dir``: where the decode cache of ImageFolder images lives (None: decode in memory, no cache).
     Call :func:`check_grid` first to turn a bad backbone or class into an error before anything is written.
     """
     cells = spec.cells()
@@ -70,7 +72,7 @@ def run_grid(
     for cell in pending:
         if cell.classes not in tasks:
             tasks[cell.classes] = prepare_task(
-                source, cell.classes, spec.settings.img_size, progress=observer.preparing
+                source, cell.classes, spec.settings.img_size, cache_dir=cache_dir, progress=observer.preparing
             )
             summary.skipped_files.extend(tasks[cell.classes].skipped)
         observer.run_started(cell)

@@ -13,6 +13,7 @@ import torch
 from backbones import create_backbone
 from bench.config import RunConfig, TrainSettings
 from bench.data import (
+    ImageStack,
     compute_channel_stats,
     create_loader,
     create_test_transform,
@@ -48,12 +49,15 @@ def create_scheduler(optimizer: torch.optim.Optimizer, settings: TrainSettings) 
     return torch.optim.lr_scheduler.SequentialLR(optimizer, [warmup, cosine], milestones=[settings.warmup_epochs])
 
 
-def _normalisation(model: torch.nn.Module, settings: TrainSettings, images: np.ndarray) -> dict[str, Any]:
-    """Pretrained weights keep their own constants; from scratch, mean and std come from the run's training images."""
+def _normalisation(
+    model: torch.nn.Module, settings: TrainSettings, images: np.ndarray | ImageStack, indices: np.ndarray
+) -> dict[str, Any]:
+    """Pretrained weights keep their own constants; from scratch, mean and std come from the run's training images,
+    images[indices] (read in chunks)."""
     if settings.pretrained or settings.pretrained_file:
         config = model.model.pretrained_cfg
         return {"source": "pretrained", "mean": list(config["mean"]), "std": list(config["std"])}
-    mean, std = compute_channel_stats(images)
+    mean, std = compute_channel_stats(images, indices)
     return {"source": "train subset", "mean": list(mean), "std": list(std)}
 
 
@@ -82,7 +86,7 @@ def execute_run(
         ratio=config.ratio,
         seed=config.seed,
     )
-    images, labels = task.train_images[subset.indices], task.train_labels[subset.indices]
+    labels = task.train_labels[subset.indices]  # the images stay where they are: loaders index them
     train_counts = {task.classes[0]: subset.majority_count, task.classes[1]: subset.minority_count}
 
     seed_everything(config.seed)
@@ -94,7 +98,7 @@ def execute_run(
         pretrained_file=settings.pretrained_file,
         img_size=settings.img_size,
     )
-    normalisation = _normalisation(model, settings, images)
+    normalisation = _normalisation(model, settings, task.train_images, subset.indices)
     folder.start(
         config,
         {
@@ -122,9 +126,10 @@ def execute_run(
         mean, std, randaug_ops=settings.randaug_ops, randaug_magnitude=settings.randaug_magnitude
     )
     train_loader = create_loader(
-        images,
-        labels,
+        task.train_images,
+        task.train_labels,
         train_transform,
+        indices=subset.indices,
         batch_size=settings.batch_size,
         train=True,
         oversample=spec.oversample,

@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 
 from bench.config import ConfigError
-from bench.data import resolve_workers
+from bench.data import default_cache_dir, resolve_workers
 from bench.device import resolve_device
 from bench.grid import check_grid, run_grid
 from bench.plan import plan_run
@@ -26,6 +26,13 @@ def _check_writable(out: Path) -> None:
         raise ConfigError(f"output folder {out} is not writable; choose another --out")
 
 
+def _decode_cache_dir(cache_dir: Path | None, decode_cache: bool) -> Path | None:
+    """Where decoded images are cached: ``cache_dir`` (default $BENCH_CACHE or ~/.cache/bench), None when off."""
+    if not decode_cache:
+        return None
+    return Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+
+
 def run_session(
     *,
     data: str | None,
@@ -35,10 +42,12 @@ def run_session(
     options: dict[str, Any],
     out: Path,
     cache_dir: Path | None = None,
+    decode_cache: bool = True,
     console: Console | None = None,
 ) -> int:
     """Run the grid the options describe into ``out`` and print its leaderboard; return the exit code.
 
+    ``cache_dir`` holds downloads and, with ``decode_cache``, the decoded images of ImageFolder data.
     A run whose loss diverged is a result (recorded as failed), not an error: the exit code stays 0.
     """
     from reports import write_leaderboard
@@ -61,7 +70,15 @@ def run_session(
     )
     with warnings.catch_warnings(), RichGridObserver(console) as observer:
         warnings.showwarning = lambda message, *_, **__: console.print(f"[yellow]warning[/]: {message}", soft_wrap=True)
-        summary = run_grid(spec, plan.source, out, setup, workers=workers, observer=observer)
+        summary = run_grid(
+            spec,
+            plan.source,
+            out,
+            setup,
+            workers=workers,
+            observer=observer,
+            cache_dir=_decode_cache_dir(cache_dir, decode_cache),
+        )
     if summary.skipped_files:
         console.print(f"[yellow]warning[/]: {len(summary.skipped_files)} unreadable image files were skipped, e.g. "
                       f"{summary.skipped_files[0]}", soft_wrap=True)  # fmt: skip
@@ -69,7 +86,8 @@ def run_session(
     print(files.markdown)
     console.print(
         f"{summary.finished} runs finished, {summary.failed} failed, {summary.skipped} already done; "
-        f"wrote {files.markdown_path}, {files.csv_path} and {files.comparisons_path}",
+        f"wrote {files.markdown_path}, {files.csv_path} and {files.comparisons_path}; "
+        f"bench report {out} adds report.md with figures",
         soft_wrap=True,
     )
     return 0

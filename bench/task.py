@@ -1,4 +1,4 @@
-"""A binary task's images, decoded once per grid: majority -> label 0, minority -> label 1."""
+"""A binary task's images, decoded once per grid (or read from the decode cache): majority -> 0, minority -> 1."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.data import DataError, DatasetSource, ImageSplit, decode_split
+from bench.data import DataError, DatasetSource, ImageSplit, ImageStack, decode_split, decode_split_cached
 from bench.metrics import MAJORITY, MINORITY
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
@@ -20,15 +20,16 @@ Progress = Callable[[str, int, int], None]  # (what, done, total)
 class TaskData:
     """Decoded train and test images of one task at one image size.
 
+    Images from the decode cache are ImageStacks over read-only memmaps: index them, never copy them whole.
     ``train_ids`` name each training image for the record of which images a run used: ``<class>/<file>``
     within the train split for folders, the index in the split for built-in data sets.
     """
 
     classes: tuple[str, str]
-    train_images: np.ndarray  # uint8 [N, S, S, 3]
+    train_images: np.ndarray | ImageStack  # uint8 [N, S, S, 3]
     train_labels: np.ndarray  # int64 [N], 0 = majority, 1 = minority
     train_ids: tuple[str, ...]
-    test_images: np.ndarray
+    test_images: np.ndarray | ImageStack
     test_labels: np.ndarray
     skipped: tuple[str, ...]  # "path: reason" of unreadable files in either split
 
@@ -61,15 +62,26 @@ def _ids(split: ImageSplit, indices: np.ndarray) -> tuple[str, ...]:
 
 
 def prepare_task(
-    source: DatasetSource, classes: tuple[str, str], img_size: int, *, progress: Progress | None = None
+    source: DatasetSource,
+    classes: tuple[str, str],
+    img_size: int,
+    *,
+    cache_dir: Path | None = None,
+    progress: Progress | None = None,
 ) -> TaskData:
-    """Decode the two classes of both splits at ``img_size``; unreadable files are skipped and listed."""
+    """Decode the two classes of both splits at ``img_size``; unreadable files are skipped and listed.
+
+    With ``cache_dir``, ImageFolder splits go through the decode cache there (see :mod:`bench.data.cache`).
+    """
     check_classes(source.train, classes, "train")
     check_classes(source.test, classes, source.test_split)
     decoded = {}
     for split_name, split in (("train", source.train), (source.test_split, source.test)):
         report = None if progress is None else (lambda done, total, what=split_name: progress(what, done, total))
-        decoded[split_name] = (split, decode_split(split, classes, img_size, progress=report))
+        if cache_dir is None:
+            decoded[split_name] = (split, decode_split(split, classes, img_size, progress=report))
+        else:
+            decoded[split_name] = (split, decode_split_cached(split, classes, img_size, cache_dir, progress=report))
     train_split, train = decoded["train"]
     test_split, test = decoded[source.test_split]
     return TaskData(

@@ -473,7 +473,33 @@ def test_compute_channel_stats_matches_numpy() -> None:
     assert all(isinstance(v, float) for v in (*mean, *std))
 
 
+def test_compute_channel_stats_over_indices_equals_the_copy() -> None:
+    images = random_images(9, 6, seed=5)
+    indices = np.array([7, 0, 3, 3, 8], dtype=np.int64)
+    assert compute_channel_stats(images, indices, chunk_pixels=50) == compute_channel_stats(
+        images[indices], chunk_pixels=50
+    )  # the same chunks in the same order: bit-identical
+
+
 # ---------------------------------------------------------------- loaders
+
+
+@pytest.mark.parametrize("oversample", [False, True])
+def test_loader_over_indices_equals_loader_over_the_copy(oversample: bool) -> None:
+    images, labels = random_images(30, 8, seed=2), np.arange(30) % 3
+    indices = np.array([29, 3, 4, 10, 11, 12, 20, 21, 2, 0], dtype=np.int64)
+
+    def batches(**data: np.ndarray) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        transform = create_train_transform(MEAN, STD)
+        loader = create_loader(transform=transform, batch_size=4, train=True, oversample=oversample, seed=3, **data)
+        return list(loader)
+
+    viewed = batches(images=images, labels=labels, indices=indices)
+    copied = batches(images=images[indices], labels=labels[indices])
+    assert len(viewed) == len(copied) == 3
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(viewed, copied, strict=True))
+    with pytest.raises(DataError, match="indices must lie in 0..29"):
+        ArrayDataset(images, labels, create_test_transform(MEAN, STD), np.array([30]))
 
 
 def test_oversampling_balances_classes() -> None:

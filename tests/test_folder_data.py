@@ -18,6 +18,12 @@ TINY = ["--epochs", "1", "--img-size", "16", "--seeds", "1", "--batch-size", "8"
 SHARED_CIFAR10 = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"
 
 
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the decode cache of these runs out of the user's ~/.cache/bench."""
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
+
+
 def _write_folder(root: Path, eval_split: str = "val") -> None:
     """Two classes of 12 train and 4 evaluation images of different colours, plus one broken file."""
     rng = np.random.default_rng(0)

@@ -2,10 +2,11 @@
 
 source = open_source("digits")                                  # or "cifar10" or an ImageFolder root
 decoded = decode_split(source.train, ["1", "8"], img_size=32)  # uint8 [N, 32, 32, 3]
+# ImageFolder roots: decode_split_cached(split, classes, img_size, cache_dir) keeps the pixels in a disk cache
 subset = subsample_task(decoded.labels, 1, 8, majority_count=100, ratio=0.1, seed=0)
-mean, std = compute_channel_stats(decoded.images[subset.indices])
-loader = create_loader(decoded.images[subset.indices], decoded.labels[subset.indices],
-                       create_train_transform(mean, std), batch_size=32, train=True, oversample=True)
+mean, std = compute_channel_stats(decoded.images, subset.indices)
+loader = create_loader(decoded.images, decoded.labels, create_train_transform(mean, std), indices=subset.indices,
+                       batch_size=32, train=True, oversample=True)
 """
 
 from bench.data.augment import (
@@ -15,7 +16,8 @@ from bench.data.augment import (
     create_train_transform,
     seed_transform,
 )
-from bench.data.decode import DecodedImages, decode_split, read_image, resize_square
+from bench.data.cache import decode_split_cached
+from bench.data.decode import DecodedImages, ImageStack, decode_split, read_image, resize_square
 from bench.data.errors import DataError
 from bench.data.loader import ArrayDataset, balanced_weights, create_loader, resolve_workers
 from bench.data.sources import (
@@ -35,6 +37,7 @@ __all__ = [
     "DatasetSource",
     "DecodedImages",
     "ImageSplit",
+    "ImageStack",
     "TaskSubset",
     "balanced_weights",
     "compute_channel_stats",
@@ -43,6 +46,7 @@ __all__ = [
     "create_test_transform",
     "create_train_transform",
     "decode_split",
+    "decode_split_cached",
     "default_cache_dir",
     "load_task_file",
     "open_source",

@@ -9,6 +9,7 @@ import albumentations as A
 import numpy as np
 from albumentations.pytorch import ToTensorV2
 
+from bench.data.decode import ImageStack
 from bench.data.errors import DataError
 
 MAX_MAGNITUDE = 30
@@ -94,20 +95,25 @@ def seed_transform(transform: object, seed: int) -> None:
 
 
 def compute_channel_stats(
-    images: np.ndarray, *, chunk_pixels: int = 1 << 22
+    images: np.ndarray | ImageStack, indices: np.ndarray | None = None, *, chunk_pixels: int = 1 << 22
 ) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
-    """Per-channel mean and (population) std of uint8 [N, H, W, 3] scaled to [0, 1], in float64 chunks."""
-    if images.ndim != 4 or images.shape[3] != 3 or images.shape[0] == 0:
+    """Per-channel mean and (population) std of uint8 [N, H, W, 3] scaled to [0, 1], in float64 chunks.
+
+    indices int64 [M]: the statistics of images[indices], read a chunk at a time instead of copied whole.
+    """
+    count_images = images.shape[0] if indices is None else len(indices)
+    if images.ndim != 4 or images.shape[3] != 3 or count_images == 0:
         raise DataError(f"channel statistics need uint8 images [N>0, H, W, 3], got shape {images.shape}")
     per_image = images.shape[1] * images.shape[2]
     step = max(1, chunk_pixels // max(1, per_image))
     total = np.zeros(3, dtype=np.float64)
     squares = np.zeros(3, dtype=np.float64)
-    for start in range(0, images.shape[0], step):
-        chunk = images[start : start + step].reshape(-1, 3).astype(np.float64) / 255.0
+    for start in range(0, count_images, step):
+        selected = images[start : start + step] if indices is None else images[indices[start : start + step]]
+        chunk = selected.reshape(-1, 3).astype(np.float64) / 255.0
         total += chunk.sum(axis=0)
         squares += np.square(chunk).sum(axis=0)
-    count = images.shape[0] * per_image
+    count = count_images * per_image
     mean = total / count
     std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
     return (float(mean[0]), float(mean[1]), float(mean[2])), (float(std[0]), float(std[1]), float(std[2]))

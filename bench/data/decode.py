@@ -17,15 +17,61 @@ from bench.data.errors import DataError
 from bench.data.splits import ImageSplit
 
 
+class ImageStack:
+    """uint8 [N, S, S, 3] images kept in several parts, e.g. read-only memmaps of decode-cache entries.
+
+    Image i is parts[part_of[i]][row_of[i]]; nothing is copied until it is indexed. stack[i] is a uint8 [S, S, 3]
+    view (read-only on a memmap); stack[int array or slice] and np.asarray(stack) copy the images they select.
+    Pickling reopens memmap parts from their files instead of copying their bytes (loader workers).
+    """
+
+    def __init__(self, parts: Sequence[np.ndarray], part_of: np.ndarray, row_of: np.ndarray) -> None:
+        self.parts = tuple(parts)
+        self.part_of = np.asarray(part_of, dtype=np.int64)
+        self.row_of = np.asarray(row_of, dtype=np.int64)
+        self.shape = (len(self.part_of), *self.parts[0].shape[1:])
+        self.dtype = np.dtype(np.uint8)
+        self.ndim = 4
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index: int | slice | np.ndarray) -> np.ndarray:
+        if isinstance(index, (int, np.integer)):
+            return np.asarray(self.parts[self.part_of[index]][self.row_of[index]])
+        positions = np.arange(len(self))[index]
+        out = np.empty((len(positions), *self.shape[1:]), dtype=np.uint8)
+        for number, part in enumerate(self.parts):
+            mine = self.part_of[positions] == number
+            out[mine] = part[self.row_of[positions[mine]]]
+        return out
+
+    def __array__(self, dtype: np.dtype | None = None, copy: bool | None = None) -> np.ndarray:
+        return self[:].astype(dtype or np.uint8, copy=False)
+
+    def __reduce__(self) -> tuple[Callable[..., ImageStack], tuple[object, ...]]:
+        parts = [(part.filename, part.shape) if isinstance(part, np.memmap) else part for part in self.parts]
+        return _reopen_stack, (parts, self.part_of, self.row_of)
+
+
+def _reopen_stack(
+    parts: list[np.ndarray | tuple[str, tuple[int, ...]]], part_of: np.ndarray, row_of: np.ndarray
+) -> ImageStack:
+    """Unpickle an ImageStack: (filename, shape) parts become read-only memmaps again."""
+    opened = [np.memmap(p[0], dtype=np.uint8, mode="r", shape=p[1]) if isinstance(p, tuple) else p for p in parts]
+    return ImageStack(opened, part_of, row_of)
+
+
 @dataclass(frozen=True, eq=False)
 class DecodedImages:
     """Decoded images of some classes of an ImageSplit.
 
-    images: uint8 [N, S, S, 3] RGB. labels: int64 [N] class indices of the split.
-    source_indices: int64 [N] indices into the split. skipped: "path: reason" of unreadable files.
+    images: uint8 [N, S, S, 3] RGB, an array or (from the decode cache) an ImageStack of memmaps.
+    labels: int64 [N] class indices of the split. source_indices: int64 [N] indices into the split.
+    skipped: "path: reason" of unreadable files.
     """
 
-    images: np.ndarray
+    images: np.ndarray | ImageStack
     labels: np.ndarray
     source_indices: np.ndarray
     skipped: tuple[str, ...] = ()
@@ -92,6 +138,74 @@ def _reason(path: Path, error: Exception) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
+def decode_files(
+    paths: Sequence[Path],
+    img_size: int,
+    store: Callable[[int, np.ndarray], None],
+    *,
+    threads: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[int, str]:
+    """Decode `paths` with read_image in a thread pool of `threads` (default min(8, cpu count)).
+
+    store(position, uint8 [img_size, img_size, 3]) is called in path order, from the calling thread, for every
+    file that could be read. progress(done, total) is called about every 1% and at the end.
+    Returns position -> "path: reason" for the files that could not be read.
+    """
+    total = len(paths)
+    step = max(1, total // 100)
+    failures: dict[int, str] = {}
+
+    def work(path: Path) -> np.ndarray | str:
+        try:
+            return read_image(path, img_size)
+        except Exception as error:  # truncated, empty, not an image, unsupported mode ...
+            return f"{path}: {_reason(path, error)}"
+
+    workers = threads if threads is not None else min(8, os.cpu_count() or 1)
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="bench-decode")
+    try:
+        for position, result in enumerate(pool.map(work, paths)):
+            if isinstance(result, str):
+                failures[position] = result
+            else:
+                store(position, result)
+            if progress is not None and ((position + 1) % step == 0 or position + 1 == total):
+                progress(position + 1, total)
+    except BaseException:  # Ctrl-C, a failing store or progress callback: drop the queued files
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    return failures
+
+
+def select_classes(split: ImageSplit, class_names: Sequence[str], img_size: int) -> tuple[list[int], np.ndarray]:
+    """Labels of `class_names`, ascending, and the int64 [N] split indices of their images, ascending."""
+    if img_size < 1:
+        raise DataError(f"image size must be a positive number of pixels, got {img_size}")
+    labels_wanted = sorted({split.class_index(name) for name in class_names})
+    return labels_wanted, np.flatnonzero(np.isin(split.labels, labels_wanted)).astype(np.int64)
+
+
+def require_readable(class_name: str, n_files: int, failures: Sequence[str]) -> None:
+    """DataError if a class has no files in the split, or if none of its `n_files` could be read."""
+    if n_files == 0:
+        raise DataError(f"class {class_name!r} has no images in this split; pick classes that have images")
+    if len(failures) == n_files:
+        raise DataError(
+            f"no image of class {class_name!r} could be read (first: {failures[0]}); check the files of that class"
+        )
+
+
+def warn_skipped(skipped: Sequence[str], total: int) -> None:
+    """One warning, addressed to the caller of the decode function, if any of `total` files was skipped."""
+    if skipped:
+        warnings.warn(
+            f"skipped {len(skipped)} of {total} image files that could not be read (first: {skipped[0]})",
+            stacklevel=3,
+        )
+
+
 def decode_split(
     split: ImageSplit,
     class_names: Sequence[str],
@@ -106,62 +220,29 @@ def decode_split(
     skipped, listed in `skipped` and announced by one warning. progress(done, total) is called
     about every 1% and at the end. DataError if a requested class ends up with no image.
     """
-    if img_size < 1:
-        raise DataError(f"image size must be a positive number of pixels, got {img_size}")
-    labels_wanted = sorted({split.class_index(name) for name in class_names})
-    indices = np.flatnonzero(np.isin(split.labels, labels_wanted)).astype(np.int64)
+    labels_wanted, indices = select_classes(split, class_names, img_size)
     total = len(indices)
-    step = max(1, total // 100)
     out = np.empty((total, img_size, img_size, 3), dtype=np.uint8)
     failures: dict[int, str] = {}  # position -> "path: reason"
-
     if split.images is not None:
+        step = max(1, total // 100)
         for position, index in enumerate(indices):
             out[position] = resize_square(split.images[index], img_size)
             if progress is not None and ((position + 1) % step == 0 or position + 1 == total):
                 progress(position + 1, total)
     else:
         assert split.paths is not None
-        paths = split.paths
-
-        def work(position: int) -> str | None:
-            path = paths[indices[position]]
-            try:
-                out[position] = read_image(path, img_size)
-            except Exception as error:  # truncated, empty, not an image, unsupported mode ...
-                return f"{path}: {_reason(path, error)}"
-            return None
-
-        workers = threads if threads is not None else min(8, os.cpu_count() or 1)
-        pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="bench-decode")
-        try:
-            for position, failure in enumerate(pool.map(work, range(total))):
-                if failure is not None:
-                    failures[position] = failure
-                if progress is not None and ((position + 1) % step == 0 or position + 1 == total):
-                    progress(position + 1, total)
-        except BaseException:  # Ctrl-C or a failing progress callback: drop the queued files
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-        pool.shutdown(wait=True)
+        paths = [split.paths[i] for i in indices]
+        failures = decode_files(paths, img_size, out.__setitem__, threads=threads, progress=progress)
 
     labels = split.labels[indices]
-    ok = np.ones(total, dtype=bool)
-    ok[list(failures)] = False
     for label in labels_wanted:
-        if not np.any(ok & (labels == label)):
-            name = split.classes[label]
-            if not np.any(labels == label):
-                raise DataError(f"class {name!r} has no images in this split; pick classes that have images")
-            first = next(failures[p] for p in sorted(failures) if labels[p] == label)
-            raise DataError(f"no image of class {name!r} could be read (first: {first}); check the files of that class")
+        failed = [failures[p] for p in sorted(failures) if labels[p] == label]
+        require_readable(split.classes[label], int(np.sum(labels == label)), failed)
     skipped = [failures[p] for p in sorted(failures)]
+    warn_skipped(skipped, total)
     if skipped:
-        warnings.warn(
-            f"skipped {len(skipped)} of {total} image files that could not be read (first: {skipped[0]})",
-            stacklevel=2,
-        )
-        keep = np.flatnonzero(ok)
+        keep = np.flatnonzero(~np.isin(np.arange(total), list(failures)))
         for target, position in enumerate(keep):  # compact in place rather than copying every image
             if target != position:
                 out[target] = out[position]

@@ -1,4 +1,4 @@
-"""Torch datasets and loaders over in-memory uint8 images, seeded for reproducible runs."""
+"""Torch datasets and loaders over uint8 images in memory or memory-mapped, seeded for reproducible runs."""
 
 from __future__ import annotations
 
@@ -13,29 +13,41 @@ import torch
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from bench.data.augment import seed_transform
+from bench.data.decode import ImageStack
 from bench.data.errors import DataError
 
 
 class ArrayDataset(Dataset):
-    """images uint8 [N, H, W, 3] + labels int64 [N]; item i -> (transform(image=images[i])["image"], int label).
+    """images uint8 [N, H, W, 3] (an array or an ImageStack) + labels int64 [N], seen through indices int64 [M]
+    (default: all N, in order); item i -> (transform(image=images[indices[i]])["image"], int labels[indices[i]]).
 
-    With the pipelines of `bench.data.augment` the image comes out as a float32 tensor [3, H, W].
+    The selected images are never copied as a whole. With the pipelines of `bench.data.augment` the image comes
+    out as a float32 tensor [3, H, W]. The attribute `labels` holds the M labels of the items.
     """
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, transform: Callable[..., dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        images: np.ndarray | ImageStack,
+        labels: np.ndarray,
+        transform: Callable[..., dict[str, Any]],
+        indices: np.ndarray | None = None,
+    ) -> None:
         if images.ndim != 4 or images.shape[3] != 3:
             raise DataError(f"images must be uint8 [N, H, W, 3], got shape {images.shape}")
         if len(images) != len(labels):
             raise DataError(f"got {len(images)} images but {len(labels)} labels")
         self.images = images
-        self.labels = np.asarray(labels, dtype=np.int64)
+        self.indices = np.arange(len(labels), dtype=np.int64) if indices is None else np.asarray(indices, np.int64)
+        if len(self.indices) and (self.indices.min() < 0 or self.indices.max() >= len(labels)):
+            raise DataError(f"indices must lie in 0..{len(labels) - 1} (one per image)")
+        self.labels = np.asarray(labels, dtype=np.int64)[self.indices]
         self.transform = transform
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return self.transform(image=self.images[index])["image"], int(self.labels[index])
+        return self.transform(image=self.images[self.indices[index]])["image"], int(self.labels[index])
 
 
 def _seed_worker(worker_id: int) -> None:
@@ -56,10 +68,11 @@ def balanced_weights(labels: np.ndarray) -> torch.Tensor:
 
 
 def create_loader(
-    images: np.ndarray,
+    images: np.ndarray | ImageStack,
     labels: np.ndarray,
     transform: Callable[..., dict[str, Any]],
     *,
+    indices: np.ndarray | None = None,
     batch_size: int,
     train: bool,
     oversample: bool = False,
@@ -69,8 +82,10 @@ def create_loader(
 ) -> DataLoader:
     """Batches of (float [B, 3, H, W], int64 [B]); the transform is copied, so the caller's object is untouched.
 
-    train: reshuffled every epoch from a torch.Generator seeded by `seed`. oversample (train only): sample
-    len(labels) items with replacement, weights 1 / class count, so classes come out 1:1 on average.
+    images uint8 [N, H, W, 3] and labels int64 [N] are read through indices int64 [M] (default: all N), as
+    images[indices] would be, without copying them. train: reshuffled every epoch from a torch.Generator seeded
+    by `seed`. oversample (train only): sample M items with replacement, weights 1 / class count, so classes come
+    out 1:1 on average.
     workers > 0: persistent workers, prefetch 4, each seeding numpy, random and its transform from
     torch.initial_seed(); workers == 0: the transform is seeded from `seed`. Eval (train=False): fixed
     order, no sampler; `oversample` is ignored.
@@ -80,7 +95,7 @@ def create_loader(
     if workers < 0:
         raise DataError(f"number of loader workers must be >= 0, got {workers}")
     transform = copy.deepcopy(transform)
-    dataset = ArrayDataset(images, labels, transform)
+    dataset = ArrayDataset(images, labels, transform, indices)
     generator = torch.Generator().manual_seed(seed)
     sampler = None
     if train and oversample:
