@@ -3,26 +3,61 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
+import typer.core
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+class _OneLineErrors(typer.core.TyperGroup):
+    """Typer's own usage errors (an unknown option, a value of the wrong type, ...) as one line and exit code 2,
+    like the errors bench raises itself, instead of a multi-line box. ``bench`` alone still prints the help."""
+
+    def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None, standalone_mode: bool = True,
+             **extra: Any) -> Any:  # fmt: skip
+        argv = sys.argv[1:] if args is None else list(args)
+        if not standalone_mode or not argv:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except typer.TyperException as error:  # typer's ClickException and its usage errors
+            message = " ".join(str(error.format_message()).split()).rstrip(".")
+            context = getattr(error, "ctx", None)
+            hint = f"; see {context.command_path} --help" if context is not None else ""
+            typer.echo(f"error: {one_line(message)}{hint}", err=True)
+            sys.exit(getattr(error, "exit_code", EXIT_BAD_INPUT))
+        except typer.Abort:
+            typer.echo("aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
 
 app = typer.Typer(
+    cls=_OneLineErrors,
     add_completion=False,
     no_args_is_help=True,
     rich_markup_mode="rich",
     help="Benchmark training methods for imbalanced, fine-grained image classification on timm backbones.",
 )
 
-EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
+
+_LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")  # what str.splitlines splits on
+
+
+def one_line(message: str) -> str:
+    """``message`` on one line: line breaks (e.g. from a user's input echoed back) are shown escaped."""
+    return "".join(c.encode("unicode_escape").decode() if c in _LINE_BREAKS else c for c in message)
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     """Print a one-line error to stderr and exit (2 = bad input)."""
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {one_line(message)}", err=True)
     raise typer.Exit(code)
 
 
@@ -102,8 +137,16 @@ def run(
         Path | None, typer.Option(help="Output folder; re-running into it resumes. [runs/<timestamp>]")
     ] = None,
     cache_dir: Annotated[
-        Path | None, typer.Option(help="Where downloaded data sets go. [$BENCH_CACHE or ~/.cache/bench]")
+        Path | None,
+        typer.Option(help="Where downloaded data sets and decoded images go. [$BENCH_CACHE or ~/.cache/bench]"),
     ] = None,
+    decode_cache: Annotated[
+        bool,
+        typer.Option(
+            "--decode-cache/--no-decode-cache",
+            help="Keep decoded ImageFolder images in CACHE_DIR/decoded and reuse them in later runs.",
+        ),
+    ] = True,
 ) -> None:
     """Train every cell of the grid (task x backbone x ratio x method x seed), then print the leaderboard."""
     from bench.config import parse_names
@@ -125,7 +168,7 @@ def run(
         task_names = parse_names(task, "--task") if task is not None else ()
         code = run_session(
             data=data, config_path=config, task_names=task_names, classes=classes, options=options, out=out,
-            cache_dir=cache_dir,
+            cache_dir=cache_dir, decode_cache=decode_cache,
         )  # fmt: skip
     except errors as error:
         fail(str(error))

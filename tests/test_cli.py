@@ -126,6 +126,8 @@ def test_changed_settings_into_the_same_out_are_refused(grid_dir: Path) -> None:
         (["--stages", "9"], "stage 9 out of range for resnet18"),
         (["--seeds", "0"], "--seeds must be an integer >= 1"),
         (["--amp", "fp16"], "--amp fp16 needs a CUDA device"),
+        (["--lr", "fast"], "Invalid value for '--lr'"),  # typer's own errors are one line too
+        (["--bogus"], "No such option: --bogus"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(args: list[str], message: str, tmp_path: Path) -> None:
