@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -11,8 +12,18 @@ from typing import Annotated, Any, NoReturn
 import typer
 import typer.core
 
+EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived (e.g. from a batch scheduler): stop like Ctrl-C does."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
 
 
 class _OneLineErrors(typer.core.TyperGroup):
@@ -164,6 +175,7 @@ def run(
         "device": device, "amp": amp, "workers": workers,
     }  # fmt: skip
     out = out or Path("runs") / datetime.now().strftime("%Y-%m-%d_%H%M%S")
+    previous_handler = signal.signal(signal.SIGTERM, _terminate)
     try:
         task_names = parse_names(task, "--task") if task is not None else ()
         code = run_session(
@@ -172,9 +184,14 @@ def run(
         )  # fmt: skip
     except errors as error:
         fail(str(error))
-    except KeyboardInterrupt:
-        fail(f"interrupted; finished runs are kept in {out}; run the same command with --out {out} to resume",
-             EXIT_INTERRUPTED)  # fmt: skip
+    except KeyboardInterrupt as interrupt:
+        code = EXIT_TERMINATED if isinstance(interrupt, Terminated) else EXIT_INTERRUPTED
+        fail(f"interrupted; finished runs are kept in {out}; run the same command with --out {out} to resume", code)
+    except OSError as error:  # e.g. the disk filled up while a result was written
+        fail(f"cannot write results: {error}; finished runs are kept in {out}; fix that and run the same command "
+             f"with --out {out} to resume", EXIT_FAILED)  # fmt: skip
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
     raise typer.Exit(code)
 
 

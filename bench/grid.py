@@ -25,16 +25,19 @@ class GridObserver(Protocol):
     def epoch_done(self, epoch: int, epochs: int, row: dict[str, float]) -> None: ...
     def batch_done(self, done: int, total: int) -> None: ...
     def run_done(self, config: RunConfig, result: dict[str, Any]) -> None: ...
+    def run_elsewhere(self, config: RunConfig, finished: bool) -> None: ...
 
 
 @dataclass
 class GridSummary:
-    """What happened: runs in the grid, skipped as already done, finished now, failed now."""
+    """What happened: runs in the grid, skipped as already done, finished now, failed now, and left to another
+    process that was training them (``busy``)."""
 
     total: int
     skipped: int = 0
     finished: int = 0
     failed: int = 0
+    busy: int = 0
     skipped_files: list[str] = field(default_factory=list)
 
 
@@ -75,16 +78,26 @@ def run_grid(
                 source, cell.classes, spec.settings.img_size, cache_dir=cache_dir, progress=observer.preparing
             )
             summary.skipped_files.extend(tasks[cell.classes].skipped)
-        observer.run_started(cell)
-        result = execute_run(
-            cell,
-            tasks[cell.classes],
-            RunFolder(out_dir / cell.run_id),
-            setup,
-            workers=workers,
-            on_epoch=observer.epoch_done,
-            on_batch=observer.batch_done,
-        )
+        folder = RunFolder(out_dir / cell.run_id)
+        with folder.claimed() as claimed:
+            if not claimed:  # another bench run process on this --out is training it
+                summary.busy += 1
+                observer.run_elsewhere(cell, finished=False)
+                continue
+            if folder.is_done(cell):  # finished by another process since the scan above
+                summary.skipped += 1
+                observer.run_elsewhere(cell, finished=True)
+                continue
+            observer.run_started(cell)
+            result = execute_run(
+                cell,
+                tasks[cell.classes],
+                folder,
+                setup,
+                workers=workers,
+                on_epoch=observer.epoch_done,
+                on_batch=observer.batch_done,
+            )
         if result["status"] == "finished":
             summary.finished += 1
         else:

@@ -89,3 +89,9 @@ class RichGridObserver:
             self.console.print(
                 f"[red]failed[/] {config.run_id} at epoch {failure['epoch']}: {failure['reason']}", soft_wrap=True
             )
+
+    def run_elsewhere(self, config: RunConfig, finished: bool) -> None:
+        if self._runs is not None:
+            self.progress.advance(self._runs)
+        what = "finished it meanwhile" if finished else "is training it; left to that process"
+        self.console.print(f"[yellow]elsewhere[/] {config.run_id}: another bench run process {what}", soft_wrap=True)

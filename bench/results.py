@@ -6,16 +6,22 @@
   ``metrics.jsonl`` one JSON line per epoch: losses, train accuracy, learning rate, seconds;
   ``test_outputs.npz``  per test image, in test-split order: ``logits`` (float32 [N, C]), ``features``
                     (pre-logits features, float16 [N, D]) and ``labels`` (int64 [N]); written before result.json;
+  ``.lock``         held (``fcntl.flock``) by the process training the run, so two ``bench run`` processes on one
+                    ``--out`` never train the same run; the kernel drops it when that process dies, even by kill -9;
   ``result.json``   final metrics, class counts, seed, device, versions and wall time — written last and
                     atomically, so its presence means the run is finished (or failed, with the reason).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import platform
+import socket
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,6 +83,31 @@ class RunFolder:
     @property
     def metrics(self) -> Path:
         return self.path / "metrics.jsonl"
+
+    @property
+    def lock(self) -> Path:
+        return self.path / ".lock"
+
+    @contextlib.contextmanager
+    def claimed(self) -> Iterator[bool]:
+        """Hold the run's lock for the block; yields False (and holds nothing) when another live process has it.
+
+        An exclusive ``flock`` on ``.lock``: released when the block ends or the process dies, so a lock left by a
+        killed process is never stale. The file is never deleted (deleting lock files races); it names the holder.
+        """
+        self.path.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(self.lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            os.ftruncate(descriptor, 0)
+            os.write(descriptor, f"{socket.gethostname()} pid {os.getpid()}\n".encode())
+            yield True
+        finally:
+            os.close(descriptor)  # closing releases the flock
 
     @property
     def outputs(self) -> Path:

@@ -85,7 +85,8 @@ def run_session(
     files = write_leaderboard(out)
     print(files.markdown)
     console.print(
-        f"{summary.finished} runs finished, {summary.failed} failed, {summary.skipped} already done; "
+        f"{summary.finished} runs finished, {summary.failed} failed, {summary.skipped} already done"
+        f"{f', {summary.busy} left to another process' if summary.busy else ''}; "
         f"wrote {files.markdown_path}, {files.csv_path} and {files.comparisons_path}; "
         f"bench report {out} adds report.md with figures",
         soft_wrap=True,

@@ -339,6 +339,20 @@ def test_decode_skips_unreadable_files(tmp_path: Path) -> None:
     assert calls[-1] == (5, 5)
 
 
+def test_decode_very_large_images(tmp_path: Path) -> None:
+    """A 24-megapixel camera JPEG is decoded (at a reduced DCT scale); an image beyond Pillow's decompression-bomb
+    limit is skipped with that reason instead of exhausting memory."""
+    Image.new("RGB", (6000, 4000), (30, 160, 90)).save(tmp_path / "camera.jpg", quality=90)
+    Image.new("1", (20_000, 10_000)).save(tmp_path / "bomb.png")  # 200 megapixels in a few kB of PNG
+    assert 20_000 * 10_000 > 2 * Image.MAX_IMAGE_PIXELS  # past Pillow's limit, where it refuses to decode
+    paths = [tmp_path / "camera.jpg", tmp_path / "bomb.png"]
+    with pytest.warns(UserWarning, match="skipped 1 of 2"):
+        decoded = decode_split(file_split(paths, [0, 0], ("x",)), ["x"], 16)
+    assert decoded.source_indices.tolist() == [0]
+    assert np.abs(decoded.images[0, 8, 8].astype(int) - (30, 160, 90)).max() <= 3
+    assert decoded.skipped[0].startswith(f"{paths[1]}: DecompressionBombError")
+
+
 def test_decode_class_with_only_broken_files(tmp_path: Path) -> None:
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG nonsense")
