@@ -272,6 +272,78 @@ def doctor(
     raise typer.Exit(1 if report.problems else 0)
 
 
+@app.command()
+def speed(
+    backbone: Annotated[str, typer.Option(help="A timm model name.")] = "resnet18",
+    img_size: Annotated[str, typer.Option(help="Image sizes in pixels, comma-separated.")] = "32,64",
+    batch_size: Annotated[int, typer.Option(help="Images per training step.", min=1)] = 64,
+    workers: Annotated[str, typer.Option(help="Loader worker counts to time the input pipeline with. [0..cores]")] = "",
+    steps: Annotated[int, typer.Option(help="Training steps per timed round.", min=1)] = 10,
+    rounds: Annotated[int, typer.Option(help="Timed rounds per step kind (the median is kept).", min=1)] = 5,
+    data: Annotated[
+        str | None, typer.Option(help="An ImageFolder root: also time epochs on its files (cache vs torchvision).")
+    ] = None,
+    task: Annotated[str | None, typer.Option(help="Task preset whose two classes the epochs use. [fine]")] = None,
+    classes: Annotated[
+        tuple[str, str] | None,
+        typer.Option(help="Or the epochs' two class names: MAJORITY MINORITY.", show_default=False),
+    ] = None,
+    per_class: Annotated[int, typer.Option(help="Training images per class in a timed epoch.", min=1)] = 1000,
+    epoch_workers: Annotated[
+        int | None, typer.Option(help="Loader workers for the timed epochs. [as bench run]")
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda[:N] | mps.")] = "auto",
+    amp: Annotated[str, typer.Option(help="auto | off | bf16 | fp16.")] = "auto",
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the figures to this JSON file.")] = None,
+) -> None:
+    """Time the training step (minimal vs harness, CE vs CE + fscl), the input pipeline and, with --data, an epoch
+    with and without the decode cache against a torchvision ImageFolder loop; print the figures and ratios."""
+    import json
+    import os
+
+    from bench.config import ConfigError, parse_names
+    from bench.device import resolve_device
+    from bench.plan import plan_run
+
+    try:
+        sizes = [int(v) for v in img_size.split(",")]
+        counts = [int(v) for v in workers.split(",")] if workers else list(range(min(os.cpu_count() or 1, 4) + 1))
+    except ValueError:
+        fail(f"--img-size and --workers take comma-separated whole numbers, got '{img_size}' and '{workers}'")
+    if min(sizes) < 8 or min(counts) < 0:
+        fail("--img-size values must be at least 8 and --workers values at least 0")
+    try:
+        if amp not in ("auto", "off", "bf16", "fp16"):
+            raise ConfigError(f"--amp must be one of auto, off, bf16, fp16, got '{amp}'")
+        setup = resolve_device(device, amp)
+        from backbones import describe_stages
+
+        describe_stages(backbone)  # an unknown name is an error before anything is timed
+        source, pair = None, None
+        if data is not None:
+            plan = plan_run(
+                data=data, config_path=None, classes=classes, options={"backbones": backbone},
+                task_names=parse_names(task, "--task") if task else (),
+            )  # fmt: skip
+            source, pair = plan.source, plan.spec.tasks[0][1]
+            if source.train.paths is None:
+                raise ConfigError(f"--data {data} is held in memory, not files; epochs need an ImageFolder root")
+        from bench.data import resolve_workers
+        from bench.speed import render, run_speed
+
+        report = run_speed(
+            backbone=backbone, img_sizes=sizes, batch_size=batch_size, setup=setup, workers=counts, steps=steps,
+            rounds=rounds, source=source, classes=pair, per_class=per_class,
+            epoch_workers=resolve_workers(epoch_workers), progress=lambda what: typer.echo(what, err=True),
+        )  # fmt: skip
+    except _user_errors() as error:
+        fail(str(error))
+    typer.echo("\n".join(render(report)))
+    if json_out is not None:
+        json_out.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        typer.echo(f"wrote {json_out}", err=True)
+
+
 @app.command("methods")
 def list_methods() -> None:
     """List the method components; combine them with + (e.g. fscl+os, cb+fscl)."""
