@@ -292,6 +292,10 @@ def speed(
     epoch_workers: Annotated[
         int | None, typer.Option(help="Loader workers for the timed epochs. [as bench run]")
     ] = None,
+    memory_images: Annotated[
+        int, typer.Option(help="With --data: peak memory of training over this many cached images (0: skip).", min=0)
+    ] = 0,
+    memory_size: Annotated[int, typer.Option(help="Image size of the memory measurement.", min=8)] = 224,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda[:N] | mps.")] = "auto",
     amp: Annotated[str, typer.Option(help="auto | off | bf16 | fp16.")] = "auto",
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the figures to this JSON file.")] = None,
@@ -334,7 +338,8 @@ def speed(
         report = run_speed(
             backbone=backbone, img_sizes=sizes, batch_size=batch_size, setup=setup, workers=counts, steps=steps,
             rounds=rounds, source=source, classes=pair, per_class=per_class,
-            epoch_workers=resolve_workers(epoch_workers), progress=lambda what: typer.echo(what, err=True),
+            epoch_workers=resolve_workers(epoch_workers), memory_images=memory_images, memory_size=memory_size,
+            progress=lambda what: typer.echo(what, err=True),
         )  # fmt: skip
     except _user_errors() as error:
         fail(str(error))

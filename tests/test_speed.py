@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import queue
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +23,11 @@ from bench.speed import (
     SpeedReport,
     StepFigures,
     count_decodes,
+    link_images,
     measure_epochs,
     measure_pipeline,
     measure_steps,
+    memory_probe,
     render,
 )
 
@@ -88,6 +91,19 @@ def test_measure_epochs_on_a_folder(tmp_path: Path) -> None:
     assert min(figures.cold_cache_prepare, figures.harness_epoch, figures.torchvision_epoch) > 0
 
 
+def test_memory_measurement_caches_links_trains_and_reads_its_peak(tmp_path: Path) -> None:
+    """The body of the spawned process of measure_memory, run in this process (spawning costs a torch import)."""
+    source = open_source(make_folder(tmp_path / "data"))
+    assert link_images(source, 8, tmp_path / "links") == 8
+    assert sorted(p.name for p in (tmp_path / "links" / "train").iterdir()) == ["a", "b"]
+    assert all(p.is_symlink() for p in (tmp_path / "links" / "train" / "a").iterdir())
+    results: queue.Queue = queue.Queue()
+    memory_probe(str(tmp_path / "links"), str(tmp_path / "cache"), 16, 4, 0, 1, "test_resnet", results)
+    cache_bytes, own, workers = results.get_nowait()
+    assert cache_bytes == (8 + 2) * 16 * 16 * 3  # 8 training and 2 test images of 16 x 16 x 3 bytes
+    assert own > 50 * 2**20 and workers == 0
+
+
 def test_speed_command_prints_and_writes_json(tmp_path: Path) -> None:
     data = make_folder(tmp_path / "data")
     out = tmp_path / "speed.json"
@@ -100,6 +116,7 @@ def test_speed_command_prints_and_writes_json(tmp_path: Path) -> None:
     record = json.loads(out.read_text())
     assert record["backbone"] == "test_resnet" and record["epochs"]["16"]["warm_cache_decodes"] == 0
     assert [s["img_size"] for s in record["steps"]] == [16]
+    assert record["memory"] is None
 
 
 @pytest.mark.parametrize(
