@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.config import ConfigError, RunConfig
+from bench.config import PAPER_DEFAULTS, ConfigError, RunConfig
 
 SCHEMA_VERSION = 1
 DONE_STATUSES = ("finished", "failed")
@@ -137,11 +137,13 @@ class RunFolder:
             return False
         stored = result.get("config", {})
         current = config.to_dict()
-        changed = sorted(key for key in current if stored.get(key) != current[key])
+        # A setting added after the result was written is absent from it: that run used the setting's default.
+        stored = {key: stored.get(key, PAPER_DEFAULTS.get(key)) for key in current}
+        changed = sorted(key for key in current if stored[key] != current[key])
         if changed:
             key = changed[0]
             raise ConfigError(
-                f"{self.path} holds a finished run with different settings ({key}: {stored.get(key)!r} there, "
+                f"{self.path} holds a finished run with different settings ({key}: {stored[key]!r} there, "
                 f"{current[key]!r} now); choose a new --out or remove that folder"
             )
         return True

@@ -113,6 +113,22 @@ def test_changed_settings_into_the_same_out_are_refused(grid_dir: Path) -> None:
     assert "different settings (batch_size: 16 there, 8 now)" in result.output
 
 
+def test_a_result_written_before_a_setting_existed_counts_as_that_settings_default(grid_dir: Path) -> None:
+    """A result from an older version lacks settings added since; it ran with their defaults, so it is kept."""
+    path = next(grid_dir.glob("fine__*__ce__r1__s0/result.json"))
+    result = json.loads(path.read_text())
+    del result["config"]["cb_kind"]  # stands for a setting added after this run finished
+    path.write_text(json.dumps(result))
+    rerun = invoke("run", "--task", "fine", "--ratios", "1", "--methods", "ce", "--seeds", "1",
+                   *TINY, "--out", str(grid_dir))  # fmt: skip
+    assert rerun.exit_code == 0, rerun.output
+    assert "1 of 1 runs already finished" in rerun.output
+    changed = invoke("run", "--task", "fine", "--ratios", "1", "--methods", "ce", "--seeds", "1",
+                     *TINY, "--cb-kind", "focal", "--out", str(grid_dir))  # fmt: skip
+    assert changed.exit_code == 2
+    assert "different settings (cb_kind: 'softmax' there, 'focal' now)" in changed.output
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
