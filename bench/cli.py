@@ -144,6 +144,13 @@ def run(
     workers: Annotated[
         int | None, typer.Option(help="Data-loader worker processes. [0 on <= 2 cores, else cores - 1]")
     ] = None,
+    compile_model: Annotated[
+        bool | None,
+        typer.Option(
+            "--compile/--no-compile",
+            help="torch.compile the model's training forward (pays off on long GPU runs; ~1 min to compile). [off]",
+        ),
+    ] = None,
     out: Annotated[
         Path | None, typer.Option(help="Output folder; re-running into it resumes. [runs/<timestamp>]")
     ] = None,
@@ -172,7 +179,7 @@ def run(
         "weight_decay": weight_decay, "warmup_epochs": warmup_epochs, "sim_weight": sim_weight, "cb_beta": cb_beta,
         "cb_gamma": cb_gamma, "cb_kind": cb_kind, "randaug_ops": randaug_ops, "randaug_magnitude": randaug_magnitude,
         "pretrained": pretrained, "pretrained_file": str(pretrained_file) if pretrained_file else None,
-        "device": device, "amp": amp, "workers": workers,
+        "device": device, "amp": amp, "workers": workers, "compile": compile_model,
     }  # fmt: skip
     out = out or Path("runs") / datetime.now().strftime("%Y-%m-%d_%H%M%S")
     previous_handler = signal.signal(signal.SIGTERM, _terminate)
@@ -298,6 +305,9 @@ def speed(
     memory_size: Annotated[int, typer.Option(help="Image size of the memory measurement.", min=8)] = 224,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda[:N] | mps.")] = "auto",
     amp: Annotated[str, typer.Option(help="auto | off | bf16 | fp16.")] = "auto",
+    compile_model: Annotated[
+        bool, typer.Option("--compile/--no-compile", help="torch.compile every timed model (minimal and harness).")
+    ] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the figures to this JSON file.")] = None,
 ) -> None:
     """Time the training step (minimal vs harness, CE vs CE + fscl), the input pipeline and, with --data, an epoch
@@ -319,7 +329,7 @@ def speed(
     try:
         if amp not in ("auto", "off", "bf16", "fp16"):
             raise ConfigError(f"--amp must be one of auto, off, bf16, fp16, got '{amp}'")
-        setup = resolve_device(device, amp)
+        setup = resolve_device(device, amp, compile=compile_model)
         from backbones import describe_stages
 
         describe_stages(backbone)  # an unknown name is an error before anything is timed

@@ -49,6 +49,7 @@ PAPER_DEFAULTS: dict[str, Any] = {
     "amp": "auto",
     "device": "auto",
     "workers": None,
+    "compile": False,
 }
 
 CB_KINDS = ("softmax", "sigmoid", "focal")
@@ -204,6 +205,7 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "amp": _choice(AMP_MODES),
     "device": _device,
     "workers": _workers,
+    "compile": _flag,
 }
 assert set(_PARSERS) == set(PAPER_DEFAULTS)
 

@@ -2,7 +2,8 @@
 memory, non-blocking copies) lives here, switchable, so the training loop stays device-independent.
 
 On CUDA the defaults are channels-last and bfloat16 autocast; ``--amp fp16`` adds a GradScaler. On the CPU
-training is fp32 unless ``--amp bf16`` is asked for (which runs the same autocast code path).
+training is fp32 unless ``--amp bf16`` is asked for (which runs the same autocast code path). ``--compile``
+wraps the training forward in ``torch.compile`` on any device.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ class DeviceSetup:
     amp_dtype: torch.dtype | None  # None = full precision
     channels_last: bool
     pin_memory: bool
+    compile: bool = False  # torch.compile the training forward
+    compile_backend: str = "inductor"
 
     @property
     def use_grad_scaler(self) -> bool:
@@ -36,11 +39,13 @@ class DeviceSetup:
     def description(self) -> str:
         precision = {None: "fp32", torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast"}[self.amp_dtype]
         layout = ", channels-last" if self.channels_last else ""
-        return f"{self.device} ({precision}{layout})"
+        compiled = ", compiled" if self.compile else ""
+        return f"{self.device} ({precision}{layout}{compiled})"
 
 
-def resolve_device(device: str = "auto", amp: str = "auto") -> DeviceSetup:
-    """``device``: auto | cpu | cuda[:N] | mps; ``amp``: auto (bf16 on CUDA, off elsewhere) | off | bf16 | fp16."""
+def resolve_device(device: str = "auto", amp: str = "auto", *, compile: bool = False) -> DeviceSetup:
+    """``device``: auto | cpu | cuda[:N] | mps; ``amp``: auto (bf16 on CUDA, off elsewhere) | off | bf16 | fp16;
+    ``compile``: torch.compile the model's forward."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     target = torch.device(device)
@@ -55,7 +60,9 @@ def resolve_device(device: str = "auto", amp: str = "auto") -> DeviceSetup:
     cuda = target.type == "cuda"
     if cuda:
         torch.backends.cudnn.benchmark = True
-    return DeviceSetup(device=target, amp_dtype=_AMP_DTYPES.get(amp), channels_last=cuda, pin_memory=cuda)
+    return DeviceSetup(
+        device=target, amp_dtype=_AMP_DTYPES.get(amp), channels_last=cuda, pin_memory=cuda, compile=compile
+    )
 
 
 def autocast(setup: DeviceSetup) -> contextlib.AbstractContextManager:
@@ -71,10 +78,16 @@ def create_grad_scaler(setup: DeviceSetup) -> torch.amp.GradScaler:
 
 
 def prepare_model(model: nn.Module, setup: DeviceSetup) -> nn.Module:
-    """Move the model to the device, channels-last where that is faster."""
+    """Move the model to the device, channels-last where that is faster, and compile its forward if asked.
+
+    ``nn.Module.compile`` compiles ``model(x)`` in place, so the module keeps its type and attributes (taps,
+    ``embed``); the stage hooks are traced into the compiled graph because they are registered before it.
+    """
     model = model.to(setup.device)
     if setup.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if setup.compile:
+        model.compile(backend=setup.compile_backend)
     return model
 
 

@@ -20,6 +20,7 @@ class Plan:
     source: DatasetSource
     device: str
     workers: int | None
+    compile: bool = False
 
 
 def _resolve_tasks(
@@ -83,4 +84,10 @@ def plan_run(
         seeds=resolved["seeds"],
         settings=TrainSettings.from_options(resolved),
     )
-    return Plan(spec=spec, source=source, device=resolved["device"], workers=resolved["workers"])
+    return Plan(
+        spec=spec,
+        source=source,
+        device=resolved["device"],
+        workers=resolved["workers"],
+        compile=resolved["compile"],
+    )

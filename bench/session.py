@@ -56,7 +56,7 @@ def run_session(
     plan = plan_run(
         data=data, config_path=config_path, task_names=task_names, classes=classes, options=options, cache_dir=cache_dir
     )
-    setup = resolve_device(plan.device, plan.spec.settings.amp)
+    setup = resolve_device(plan.device, plan.spec.settings.amp, compile=plan.compile)
     workers = resolve_workers(plan.workers)
     check_grid(plan.spec, plan.source)
     _check_writable(out)

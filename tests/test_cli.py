@@ -173,6 +173,18 @@ def test_cli_hands_parsed_options_to_the_session(monkeypatch: pytest.MonkeyPatch
     assert received["options"]["epochs"] == 3 and received["options"]["pretrained"] is False
     assert received["options"]["lr"] is None  # not given: the lower layers decide
     assert received["out"] == tmp_path
+    assert received["options"]["compile"] is None
+
+
+def test_compile_is_a_run_time_option_that_reaches_the_device_setup(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench.plan import plan_run
+
+    received = {}
+    monkeypatch.setattr("bench.session.run_session", lambda **kwargs: received.update(kwargs) or 0)
+    assert invoke("run", "--compile").exit_code == 0
+    assert received["options"]["compile"] is True
+    plan = plan_run(data="digits", config_path=None, task_names=("fine",), classes=None, options={"compile": True})
+    assert plan.compile is True and "compile" not in plan.spec.cells()[0].to_dict()  # results do not depend on it
 
 
 def test_report_on_an_empty_folder_is_a_clear_error(tmp_path: Path) -> None:
