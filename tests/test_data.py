@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
 import pickle
+import shutil
 import warnings
 from pathlib import Path
 
@@ -109,8 +111,14 @@ def test_folder_labels_sorted_by_name_and_files_sorted(tmp_path: Path) -> None:
     assert source.train.labels.tolist() == [0, 0, 1, 1, 1, 2, 2]
     assert source.tasks == {}
     assert len(source.fingerprint) >= 8 and open_source(root).fingerprint == source.fingerprint
+    copy = tmp_path / "copied"  # a copy with new modification times (another node, a re-extraction) is the same data
+    shutil.copytree(root, copy, copy_function=shutil.copyfile)
+    os.utime(copy / "train" / "mango" / "000.png", ns=(1, 1))
+    assert open_source(copy).fingerprint == source.fingerprint
     write_image(root / "test" / "zebra" / "new.png")
     assert open_source(root).fingerprint != source.fingerprint
+    (copy / "train" / "zebra" / "000.png").write_bytes((copy / "train" / "zebra" / "000.png").read_bytes() + b"\0")
+    assert open_source(copy).fingerprint != source.fingerprint  # a file whose bytes changed size
 
 
 @pytest.mark.parametrize("present, used", [(["val"], "val"), (["valid"], "valid"), (["valid", "val"], "val")])
