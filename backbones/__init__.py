@@ -6,12 +6,14 @@
 (0, 'act1', 64, 2)
 """
 
+from .cosine import CosineClassifier
 from .errors import BackboneError
 from .factory import create_backbone, describe_stages, list_backbones
 from .taps import TappedBackbone, default_taps
 
 __all__ = [
     "BackboneError",
+    "CosineClassifier",
     "TappedBackbone",
     "create_backbone",
     "default_taps",

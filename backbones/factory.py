@@ -11,6 +11,7 @@ import timm
 from timm.models import get_pretrained_cfg, load_state_dict, parse_model_name
 from torch import nn
 
+from .cosine import use_cosine_classifier
 from .errors import BackboneError
 from .taps import TappedBackbone, feature_info_dicts
 
@@ -144,6 +145,7 @@ def create_backbone(
     pretrained: bool = False,
     pretrained_file: str | Path | None = None,
     img_size: int | None = None,
+    cosine_classifier: bool = False,
 ) -> TappedBackbone:
     """Create timm model ``name`` with a ``num_classes`` head, wrapped to also return pooled stage features.
 
@@ -157,6 +159,8 @@ def create_backbone(
             (so model-specific filters such as ViT position-embedding resizing apply). The classifier is dropped and
             freshly initialised when its size differs from ``num_classes``. Takes precedence over ``pretrained``.
         img_size: input size for fixed-size models (ViT-style, timm ``fixed_input_size``); ignored for CNNs.
+        cosine_classifier: replace the linear classifier by a :class:`~backbones.cosine.CosineClassifier` (logits in
+            [-1, 1], as LDAM expects); the head's pretrained weights, if any, are dropped.
 
     Raises:
         BackboneError: unknown name, bad tap index, missing / incompatible checkpoint.
@@ -164,6 +168,8 @@ def create_backbone(
     model = _build_model(
         name, num_classes=num_classes, pretrained=pretrained, pretrained_file=pretrained_file, img_size=img_size
     )
+    if cosine_classifier:
+        use_cosine_classifier(model, name)
     return TappedBackbone(model, taps, name=name)
 
 

@@ -123,13 +123,34 @@ def run(
     warmup_epochs: Annotated[
         int | None, typer.Option(help="Linear warm-up epochs before the cosine decay. [0]")
     ] = None,
-    sim_weight: Annotated[float | None, typer.Option(help="Weight of the feature-similarity loss. [0.1]")] = None,
+    sim_weight: Annotated[
+        float | None, typer.Option(help="Weight of the auxiliary losses (fscl, supcon, triplet). [0.1]")
+    ] = None,
     cb_beta: Annotated[float | None, typer.Option(help="Class-balanced loss beta. [0.9999]")] = None,
     cb_gamma: Annotated[
         float | None, typer.Option(help="Focal gamma of the class-balanced loss (--cb-kind focal). [0]")
     ] = None,
     cb_kind: Annotated[
         str | None, typer.Option(help="Class-balanced loss kind: softmax, sigmoid or focal. [softmax]")
+    ] = None,
+    focal_gamma: Annotated[float | None, typer.Option(help="Gamma of the focal loss (method focal). [2]")] = None,
+    ldam_max_margin: Annotated[
+        float | None, typer.Option(help="LDAM margin of the rarest class; others scale as n_c^-1/4. [0.5]")
+    ] = None,
+    ldam_scale: Annotated[float | None, typer.Option(help="LDAM logit scale s. [30]")] = None,
+    drw_epoch: Annotated[
+        int | None,
+        typer.Option(
+            help="First epoch (1-based) of ldam's class-balanced re-weighting and of drs's oversampling. "
+            "[80% of --epochs]"
+        ),
+    ] = None,
+    la_tau: Annotated[float | None, typer.Option(help="Logit-adjustment strength tau (method la). [1]")] = None,
+    supcon_temperature: Annotated[
+        float | None, typer.Option(help="Temperature of the supervised contrastive loss (supcon). [0.1]")
+    ] = None,
+    triplet_margin: Annotated[
+        float | None, typer.Option(help="Margin of the batch-hard triplet loss (triplet). [0.2]")
     ] = None,
     randaug_ops: Annotated[int | None, typer.Option(help="RandAugment-style ops per image. [2]")] = None,
     randaug_magnitude: Annotated[int | None, typer.Option(help="RandAugment-style magnitude, 0-30. [9]")] = None,
@@ -150,6 +171,31 @@ def run(
             "--compile/--no-compile",
             help="torch.compile the model's training forward (pays off on long GPU runs; ~1 min to compile). [off]",
         ),
+    ] = None,
+    executor: Annotated[
+        str | None,
+        typer.Option(help="local (runs one after another in this process) or ray (a Ray task per run). [local]"),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="With --executor ray: auto or HOST:PORT joins a cluster. [start a local instance]"),
+    ] = None,
+    gpus_per_run: Annotated[
+        float | None,
+        typer.Option(help="With --executor ray: GPUs per run, fractions pack runs (0.25). [1 if the cluster has GPUs]"),
+    ] = None,
+    cpus_per_run: Annotated[
+        float | None, typer.Option(help="With --executor ray: CPUs per run; torch threads = whole CPUs. [1]")
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Print the grid, what --out holds already and the estimated cost; train, write nothing."
+        ),
+    ] = False,
+    parallel: Annotated[
+        int | None,
+        typer.Option(help="With --dry-run: runs at once, for the wall time. [1; with ray, what fits here]", min=1),
     ] = None,
     out: Annotated[
         Path | None, typer.Option(help="Output folder; re-running into it resumes. [runs/<timestamp>]")
@@ -178,8 +224,12 @@ def run(
         "epochs": epochs, "img_size": img_size, "majority_count": majority_count, "batch_size": batch_size, "lr": lr,
         "weight_decay": weight_decay, "warmup_epochs": warmup_epochs, "sim_weight": sim_weight, "cb_beta": cb_beta,
         "cb_gamma": cb_gamma, "cb_kind": cb_kind, "randaug_ops": randaug_ops, "randaug_magnitude": randaug_magnitude,
-        "pretrained": pretrained, "pretrained_file": str(pretrained_file) if pretrained_file else None,
-        "device": device, "amp": amp, "workers": workers, "compile": compile_model,
+        "focal_gamma": focal_gamma, "ldam_max_margin": ldam_max_margin, "ldam_scale": ldam_scale,
+        "drw_epoch": drw_epoch, "la_tau": la_tau, "supcon_temperature": supcon_temperature,
+        "triplet_margin": triplet_margin, "pretrained": pretrained,
+        "pretrained_file": str(pretrained_file) if pretrained_file else None,
+        "device": device, "amp": amp, "workers": workers, "compile": compile_model, "executor": executor,
+        "ray_address": ray_address, "gpus_per_run": gpus_per_run, "cpus_per_run": cpus_per_run,
     }  # fmt: skip
     out = out or Path("runs") / datetime.now().strftime("%Y-%m-%d_%H%M%S")
     previous_handler = signal.signal(signal.SIGTERM, _terminate)
@@ -187,7 +237,7 @@ def run(
         task_names = parse_names(task, "--task") if task is not None else ()
         code = run_session(
             data=data, config_path=config, task_names=task_names, classes=classes, options=options, out=out,
-            cache_dir=cache_dir, decode_cache=decode_cache,
+            cache_dir=cache_dir, decode_cache=decode_cache, dry_run=dry_run, parallel=parallel,
         )  # fmt: skip
     except errors as error:
         fail(str(error))
@@ -208,6 +258,13 @@ def report(
     out: Annotated[
         Path | None, typer.Option(help="Where to write report.md, the CSV files and figures/. [RUNS_DIR]")
     ] = None,
+    ensemble: Annotated[
+        bool,
+        typer.Option(
+            "--ensemble/--no-ensemble",
+            help="Add soft-voting rows: each method averaged across backbones, and all methods of one backbone.",
+        ),
+    ] = False,
 ) -> None:
     """Write report.md (settings, tables, paired comparisons, figures), leaderboard.md/.csv and comparisons.csv."""
     from reports import write_report
@@ -215,7 +272,9 @@ def report(
     if not runs_dir.is_dir():
         fail(f"{runs_dir} is not a folder; pass the --out folder of a bench run")
     try:
-        files = write_report(runs_dir, out, progress=lambda what: typer.echo(f"drawing {what}", err=True))
+        files = write_report(
+            runs_dir, out, progress=lambda what: typer.echo(f"drawing {what}", err=True), ensemble=ensemble
+        )
     except OSError as error:
         fail(f"cannot write the report: {error}")
     leaderboard = files.leaderboard
@@ -365,7 +424,7 @@ def list_methods() -> None:
     from bench.methods import METHOD_DESCRIPTIONS, components
 
     for name in components():
-        typer.echo(f"{name:6} {METHOD_DESCRIPTIONS.get(name, '')}")
+        typer.echo(f"{name:7} {METHOD_DESCRIPTIONS.get(name, '')}")
 
 
 @app.command("backbones")
@@ -411,6 +470,9 @@ def list_tasks(
     typer.echo(f"data set {source.name}: {len(source.train.classes)} classes")
     for name, (majority, minority) in source.tasks.items():
         typer.echo(f"  task {name}: majority {majority}, minority {minority}")
+    if len(source.classes) >= 3 and "lt" not in source.tasks:
+        order = ", ".join(source.classes)
+        typer.echo(f"  task lt: all {len(source.classes)} classes long-tailed, head to tail: {order}")
     for split_name, split in (("train", source.train), (source.test_split, source.test)):
         counts = ", ".join(f"{c} {len(split.indices_of(c))}" for c in split.classes)
         typer.echo(f"  {split_name}: {counts}")

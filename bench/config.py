@@ -42,6 +42,13 @@ PAPER_DEFAULTS: dict[str, Any] = {
     "cb_beta": 0.9999,
     "cb_gamma": 0.0,
     "cb_kind": "softmax",
+    "focal_gamma": 2.0,
+    "ldam_max_margin": 0.5,
+    "ldam_scale": 30.0,
+    "drw_epoch": None,
+    "la_tau": 1.0,
+    "supcon_temperature": 0.1,
+    "triplet_margin": 0.2,
     "randaug_ops": 2,
     "randaug_magnitude": 9,
     "pretrained": False,
@@ -50,10 +57,15 @@ PAPER_DEFAULTS: dict[str, Any] = {
     "device": "auto",
     "workers": None,
     "compile": False,
+    "executor": "local",
+    "ray_address": None,
+    "gpus_per_run": None,
+    "cpus_per_run": 1.0,
 }
 
 CB_KINDS = ("softmax", "sigmoid", "focal")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
+EXECUTORS = ("local", "ray")
 
 
 # ---------------------------------------------------------------------------------------------- value parsers
@@ -174,6 +186,24 @@ def _workers(value: Any, name: str) -> int | None:
     return None if value is None else _int_at_least(0)(value, name)
 
 
+def _optional_text(value: Any, name: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{name} must be a non-empty string such as auto or HOST:PORT, got {value!r}")
+    return value.strip()
+
+
+def _gpus_per_run(value: Any, name: str) -> float | None:
+    """Ray's rule: a fraction of one GPU (0 < g < 1, several runs share it) or a whole number of GPUs."""
+    if value is None:
+        return None
+    number = _float_in(0.0, math.inf, high_open=True)(value, name)
+    if number > 1 and not number.is_integer():
+        raise ConfigError(f"{name} must be a fraction of one GPU (e.g. 0.25) or a whole number, got {value!r}")
+    return number
+
+
 def _device(value: Any, name: str) -> str:
     text = str(value)
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", text):
@@ -198,6 +228,13 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "cb_beta": _float_in(0.0, 1.0, high_open=True),
     "cb_gamma": _float_in(0.0, math.inf, high_open=True),
     "cb_kind": _choice(CB_KINDS),
+    "focal_gamma": _float_in(0.0, math.inf, high_open=True),
+    "ldam_max_margin": _float_in(0.0, math.inf, high_open=True),
+    "ldam_scale": _float_in(0.0, math.inf, low_open=True, high_open=True),
+    "drw_epoch": lambda v, n: None if v is None else _int_at_least(1)(v, n),
+    "la_tau": _float_in(0.0, math.inf, high_open=True),
+    "supcon_temperature": _float_in(0.0, math.inf, low_open=True, high_open=True),
+    "triplet_margin": _float_in(0.0, math.inf, high_open=True),
     "randaug_ops": _int_at_least(0),
     "randaug_magnitude": _int_at_least(0),
     "pretrained": _flag,
@@ -206,6 +243,10 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "device": _device,
     "workers": _workers,
     "compile": _flag,
+    "executor": _choice(EXECUTORS),
+    "ray_address": _optional_text,
+    "gpus_per_run": _gpus_per_run,
+    "cpus_per_run": _float_in(0.0, math.inf, low_open=True, high_open=True),
 }
 assert set(_PARSERS) == set(PAPER_DEFAULTS)
 
@@ -242,7 +283,7 @@ class FileConfig:
     """What a ``--config`` TOML file contributes: a data root, task presets and option values."""
 
     data: str | None
-    tasks: dict[str, tuple[str, str]]
+    tasks: dict[str, tuple[str, ...]]
     options: dict[str, Any]
 
 
@@ -272,18 +313,24 @@ def load_config_file(path: Path) -> FileConfig:
     return FileConfig(data=data, tasks=tasks, options=table)
 
 
-def parse_tasks_table(tasks: Any, where: str) -> dict[str, tuple[str, str]]:
-    """``{"fine": {"classes": ["a", "b"]}}`` -> ``{"fine": ("a", "b")}`` with one-line errors naming ``where``."""
+def parse_tasks_table(tasks: Any, where: str) -> dict[str, tuple[str, ...]]:
+    """``{"fine": {"classes": ["a", "b"]}}`` -> ``{"fine": ("a", "b")}`` with one-line errors naming ``where``.
+
+    Two names are (majority, minority); more than two are a long-tailed task, head class first.
+    """
     if not isinstance(tasks, dict):
         raise ConfigError(f"{where}: 'tasks' must be a table of [tasks.NAME] sections")
     parsed = {}
     for name, body in tasks.items():
         classes = body.get("classes") if isinstance(body, dict) else None
-        if not (isinstance(classes, list) and len(classes) == 2 and all(isinstance(c, str) for c in classes)):
-            raise ConfigError(f'{where}: [tasks.{name}] needs classes = ["majority", "minority"] (two class names)')
-        if classes[0] == classes[1]:
+        if not (isinstance(classes, list) and len(classes) >= 2 and all(isinstance(c, str) for c in classes)):
+            raise ConfigError(
+                f'{where}: [tasks.{name}] needs classes = ["majority", "minority"] (two class names, or more for a '
+                "long-tailed task, head first)"
+            )
+        if len(set(classes)) != len(classes):
             raise ConfigError(f"{where}: [tasks.{name}] names the same class twice")
-        parsed[name] = (classes[0], classes[1])
+        parsed[name] = tuple(classes)
     return parsed
 
 
@@ -306,6 +353,13 @@ class TrainSettings:
     cb_beta: float
     cb_gamma: float
     cb_kind: str
+    focal_gamma: float
+    ldam_max_margin: float
+    ldam_scale: float
+    drw_epoch: int | None  # None: 80% of epochs (losses.default_drw_epoch)
+    la_tau: float
+    supcon_temperature: float
+    triplet_margin: float
     randaug_ops: int
     randaug_magnitude: int
     pretrained: bool
@@ -324,7 +378,7 @@ class RunConfig:
     dataset: str
     data_fingerprint: str
     task: str
-    classes: tuple[str, str]  # (majority, minority)
+    classes: tuple[str, ...]  # (majority, minority), or C > 2 classes of a long-tailed task, head first
     backbone: str
     method: str
     ratio: float
@@ -352,7 +406,7 @@ class GridSpec:
 
     dataset: str
     data_fingerprint: str
-    tasks: tuple[tuple[str, tuple[str, str]], ...]
+    tasks: tuple[tuple[str, tuple[str, ...]], ...]
     backbones: tuple[str, ...]
     methods: tuple[str, ...]
     ratios: tuple[float, ...]

@@ -8,6 +8,7 @@ whether the seeded subsampling can give the asked ratio.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from bench.data import DatasetSource, ImageSplit, subsample_task
+from bench.data import DatasetSource, ImageSplit, long_tail_counts, subsample_task
 from bench.metrics import MAJORITY, MINORITY
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
@@ -145,12 +146,16 @@ def find_duplicates(train: SplitReport, test: SplitReport) -> list[tuple[str, st
 
 
 def check_ratios(
-    split: ImageSplit, tasks: Sequence[tuple[str, tuple[str, str]]], ratios: Sequence[float], majority_count: int
+    split: ImageSplit, tasks: Sequence[tuple[str, tuple[str, ...]]], ratios: Sequence[float], majority_count: int
 ) -> list[RatioCheck]:
     """What the seeded subsampling (``subsample_task``) gives per task and ratio, with a note when it cannot
     give the asked ratio: too few minority images, or a minority of 1 image rounded up from less."""
     checks = []
-    for task, (majority, minority) in tasks:
+    for task, classes in tasks:
+        if len(classes) > 2:
+            checks += _long_tail_checks(split, task, classes, ratios, majority_count)
+            continue
+        majority, minority = classes
         labels = split.labels
         task_labels = np.full(len(labels), -1)
         task_labels[labels == split.class_index(majority)] = MAJORITY
@@ -171,9 +176,28 @@ def check_ratios(
     return checks
 
 
+def _long_tail_checks(
+    split: ImageSplit, task: str, classes: Sequence[str], ratios: Sequence[float], majority_count: int
+) -> list[RatioCheck]:
+    """Head / tail training images of a long-tailed task per ratio, with a note when a class has too few images."""
+    available = [len(split.indices_of(name)) for name in classes]
+    n_max = min(majority_count, available[0])
+    checks = []
+    for ratio in ratios:
+        counts = long_tail_counts(available, majority_count=majority_count, ratio=ratio)
+        last = len(classes) - 1
+        short = [i for i, n in enumerate(counts) if n < math.floor(n_max * ratio ** (i / last) + 1e-9)]
+        note = ""
+        if short:
+            names = ", ".join(f"{classes[i]} ({counts[i]})" for i in short[:3])
+            note = f"too few images for the long-tailed profile in {len(short)} class(es): {names}"
+        checks.append(RatioCheck(task, ratio, counts[0], counts[-1], note))
+    return checks
+
+
 def examine(
     source: DatasetSource,
-    tasks: Sequence[tuple[str, tuple[str, str]]],
+    tasks: Sequence[tuple[str, tuple[str, ...]]],
     ratios: Sequence[float],
     majority_count: int,
     *,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,19 +27,51 @@ class GridObserver(Protocol):
     def batch_done(self, done: int, total: int) -> None: ...
     def run_done(self, config: RunConfig, result: dict[str, Any]) -> None: ...
     def run_elsewhere(self, config: RunConfig, finished: bool) -> None: ...
+    def run_lost(self, config: RunConfig, reason: str) -> None: ...
 
 
 @dataclass
 class GridSummary:
-    """What happened: runs in the grid, skipped as already done, finished now, failed now, and left to another
-    process that was training them (``busy``)."""
+    """What happened: runs in the grid, skipped as already done, finished now, failed now, left to another
+    process that was training them (``busy``), and lost (a remote worker died on every attempt; nothing written)."""
 
     total: int
     skipped: int = 0
     finished: int = 0
     failed: int = 0
     busy: int = 0
+    lost: int = 0
     skipped_files: list[str] = field(default_factory=list)
+
+    def record(self, config: RunConfig, result: dict[str, Any], observer: GridObserver) -> None:
+        """Count a run that ended here (finished or failed) and tell the observer."""
+        if result["status"] == "finished":
+            self.finished += 1
+        else:
+            self.failed += 1
+        observer.run_done(config, result)
+
+
+def pending_cells(spec: GridSpec, out_dir: Path) -> list[RunConfig]:
+    """The grid's cells without a finished (or failed) result in ``out_dir``, in grid order."""
+    return [cell for cell in spec.cells() if not RunFolder(out_dir / cell.run_id).is_done(cell)]
+
+
+def claim(
+    cell: RunConfig, out_dir: Path, stack: contextlib.ExitStack, summary: GridSummary, observer: GridObserver
+) -> RunFolder | None:
+    """Hold ``cell``'s run lock until ``stack`` closes and return its folder; None (counted, reported) when another
+    process holds the lock or finished the run since the scan for pending cells."""
+    folder = RunFolder(out_dir / cell.run_id)
+    if not stack.enter_context(folder.claimed()):  # another bench run process on this --out is training it
+        summary.busy += 1
+        observer.run_elsewhere(cell, finished=False)
+        return None
+    if folder.is_done(cell):  # finished by another process since the scan
+        summary.skipped += 1
+        observer.run_elsewhere(cell, finished=True)
+        return None
+    return folder
 
 
 def check_grid(spec: GridSpec, source: DatasetSource) -> None:
@@ -68,7 +101,7 @@ def run_grid(
     Call :func:`check_grid` first to turn a bad backbone or class into an error before anything is written.
     """
     cells = spec.cells()
-    pending = [cell for cell in cells if not RunFolder(out_dir / cell.run_id).is_done(cell)]
+    pending = pending_cells(spec, out_dir)
     summary = GridSummary(total=len(cells), skipped=len(cells) - len(pending))
     observer.grid_started(len(cells), summary.skipped)
     tasks: dict[tuple[str, str], TaskData] = {}
@@ -78,15 +111,9 @@ def run_grid(
                 source, cell.classes, spec.settings.img_size, cache_dir=cache_dir, progress=observer.preparing
             )
             summary.skipped_files.extend(tasks[cell.classes].skipped)
-        folder = RunFolder(out_dir / cell.run_id)
-        with folder.claimed() as claimed:
-            if not claimed:  # another bench run process on this --out is training it
-                summary.busy += 1
-                observer.run_elsewhere(cell, finished=False)
-                continue
-            if folder.is_done(cell):  # finished by another process since the scan above
-                summary.skipped += 1
-                observer.run_elsewhere(cell, finished=True)
+        with contextlib.ExitStack() as stack:
+            folder = claim(cell, out_dir, stack, summary, observer)
+            if folder is None:
                 continue
             observer.run_started(cell)
             result = execute_run(
@@ -98,9 +125,5 @@ def run_grid(
                 on_epoch=observer.epoch_done,
                 on_batch=observer.batch_done,
             )
-        if result["status"] == "finished":
-            summary.finished += 1
-        else:
-            summary.failed += 1
-        observer.run_done(cell, result)
+        summary.record(cell, result, observer)
     return summary

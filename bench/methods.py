@@ -2,42 +2,61 @@
 
 ``ce`` is cross-entropy, ``cb`` class-balanced loss, ``os`` random oversampling of the minority class and
 ``fscl`` the feature-similarity loss of the KCC 2025 paper; ``fscl+os`` is the paper's proposed method.
-A method without a base loss uses ``ce``, so ``fscl`` means CE + feature similarity.
+The long-tail literature adds the base losses ``focal``, ``ldam`` (with deferred re-weighting), ``la`` and ``bsce``
+and the auxiliary losses ``supcon`` and ``triplet``. A method without a base loss uses ``ce``, so ``fscl`` means
+CE + feature similarity.
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 from torch import Tensor, nn
 
 from bench.config import ConfigError, TrainSettings
-from losses import AUX_LOSSES, BASE_LOSSES, create_aux_loss, create_base_loss
+from losses import AUX_LOSSES, BASE_LOSSES, LossOptions, create_aux_loss, create_base_loss, default_drw_epoch
 
-SAMPLERS = ("os",)
+SAMPLERS = ("os", "drs")
 
 METHOD_DESCRIPTIONS = {
     "ce": "cross-entropy (the baseline)",
     "cb": "class-balanced loss, effective number of samples (Cui et al., CVPR 2019)",
-    "os": "random oversampling of the minority class to 1:1 each epoch, with replacement",
+    "os": "random oversampling with replacement, every class drawn equally often (binary: minority to 1:1)",
+    "drs": "deferred re-sampling: plain shuffling, then os from --drw-epoch on (Cao et al., NeurIPS 2019)",
     "fscl": "CE + feature-similarity loss on tapped stages (KCC 2025); --sim-weight, --stages",
+    "focal": "softmax focal loss (Lin et al., ICCV 2017); --focal-gamma",
+    "ldam": "LDAM margins ~ n_c^-1/4 with deferred class-balanced re-weighting (Cao et al., NeurIPS 2019); "
+    "--ldam-max-margin, --ldam-scale, --drw-epoch",
+    "la": "logit-adjusted cross-entropy, logits + tau log prior (Menon et al., ICLR 2021); --la-tau",
+    "bsce": "balanced softmax cross-entropy, logits + log n_c (Ren et al., NeurIPS 2020)",
+    "supcon": "CE + supervised contrastive loss on a projection of the last tapped stage (Khosla et al., NeurIPS 2020)"
+    "; --supcon-temperature, weight --sim-weight",
+    "triplet": "CE + batch-hard triplet margin loss on the last tapped stage (Hermans et al. 2017); --triplet-margin, "
+    "weight --sim-weight",
 }
 
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """A parsed method name such as ``cb+fscl+os``."""
+    """A parsed method name such as ``cb+fscl+os``; ``drs`` is ``oversample`` with ``deferred_sampling``."""
 
     name: str
     base: str
     oversample: bool
     aux: tuple[str, ...]
+    deferred_sampling: bool = False
 
     @property
     def needs_taps(self) -> bool:
         return bool(self.aux)
+
+    @property
+    def cosine_classifier(self) -> bool:
+        """LDAM's margins and scale assume bounded logits: it trains with a cosine classifier, as in Cao et al."""
+        return self.base == "ldam"
 
 
 def components() -> tuple[str, ...]:
@@ -48,7 +67,7 @@ def parse_method(name: str) -> MethodSpec:
     """``"fscl+os"`` -> ``MethodSpec(base="ce", oversample=True, aux=("fscl",))``; one-line errors for bad names."""
     parts = [part.strip() for part in name.split("+")]
     valid = components()
-    base, oversample, aux = None, False, []
+    base, sampler, aux = None, None, []
     for part in parts:
         if part not in valid:
             close = difflib.get_close_matches(part, valid, n=1)
@@ -65,10 +84,16 @@ def parse_method(name: str) -> MethodSpec:
                 )
             base = part
         elif part in SAMPLERS:
-            oversample = True
+            if sampler is not None:
+                raise ConfigError(
+                    f"method '{name}' has two samplers ({sampler}, {part}); use one of {', '.join(SAMPLERS)}"
+                )
+            sampler = part
         else:
             aux.append(part)
-    return MethodSpec(name=name, base=base or "ce", oversample=oversample, aux=tuple(aux))
+    return MethodSpec(
+        name=name, base=base or "ce", oversample=sampler is not None, aux=tuple(aux), deferred_sampling=sampler == "drs"
+    )
 
 
 def parse_methods(names: Sequence[str]) -> tuple[MethodSpec, ...]:
@@ -78,7 +103,8 @@ def parse_methods(names: Sequence[str]) -> tuple[MethodSpec, ...]:
 class MethodLoss(nn.Module):
     """Total loss of a method: ``base(logits, y) + sim_weight * sum(aux(features, y))``.
 
-    Returns the total and each term (detached) keyed by its component name, for per-epoch logging.
+    Returns the total and each term (detached) keyed by its component name, for per-epoch logging. Components
+    may own parameters (supcon's projection head): hand ``parameters()`` to the optimizer with the model's.
     """
 
     def __init__(self, base_name: str, base: nn.Module, aux: dict[str, nn.Module], aux_weight: float) -> None:
@@ -98,11 +124,34 @@ class MethodLoss(nn.Module):
             terms[name] = value.detach()
         return total, terms
 
+    def set_epoch(self, epoch: int) -> None:
+        """Tell epoch-dependent components (ldam's deferred re-weighting) the 1-based epoch about to be trained."""
+        for component in (self.base, *self.aux.values()):
+            if hasattr(component, "set_epoch"):
+                component.set_epoch(epoch)
 
-def create_method_loss(spec: MethodSpec, class_counts: Sequence[int], settings: TrainSettings) -> MethodLoss:
-    """Build the loss of ``spec`` for a training set with ``class_counts`` (index = task label)."""
-    base = create_base_loss(
-        spec.base, class_counts, cb_beta=settings.cb_beta, cb_gamma=settings.cb_gamma, cb_kind=settings.cb_kind
-    )
-    aux = {name: create_aux_loss(name) for name in spec.aux}
+
+def drw_epoch(settings: TrainSettings) -> int:
+    """First epoch (1-based) of ldam's re-weighting and drs's re-sampling: --drw-epoch, else 80% of the epochs."""
+    return settings.drw_epoch if settings.drw_epoch is not None else default_drw_epoch(settings.epochs)
+
+
+def loss_options(settings: TrainSettings) -> dict[str, Any]:
+    """The loss hyper-parameters of ``settings`` (:class:`losses.LossOptions` fields), ``drw_epoch`` resolved."""
+    options = {field.name: getattr(settings, field.name) for field in fields(LossOptions)}
+    options["drw_epoch"] = drw_epoch(settings)
+    return options
+
+
+def create_method_loss(
+    spec: MethodSpec, class_counts: Sequence[int], settings: TrainSettings, *, feature_dims: Sequence[int] = ()
+) -> MethodLoss:
+    """Build the loss of ``spec`` for a training set with ``class_counts`` [C] (index = task label).
+
+    ``feature_dims`` are the channel counts of the model's tapped stages (``TappedBackbone.tap_channels``);
+    ``supcon`` needs them to size its projection head.
+    """
+    options = loss_options(settings)
+    base = create_base_loss(spec.base, class_counts, **options)
+    aux = {name: create_aux_loss(name, feature_dims, **options) for name in spec.aux}
     return MethodLoss(spec.base, base, aux, settings.sim_weight)

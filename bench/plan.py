@@ -21,11 +21,32 @@ class Plan:
     device: str
     workers: int | None
     compile: bool = False
+    executor: str = "local"  # local (in this process) or ray
+    ray_address: str | None = None  # None: start a local Ray instance; auto or HOST:PORT: join a cluster
+    gpus_per_run: float | None = None  # None: 1 when the Ray cluster has GPUs, else 0
+    cpus_per_run: float = 1.0
+
+
+#: The task name that means "every class of the data set, long-tailed" when no preset of that name exists.
+LONG_TAIL_TASK = "lt"
+
+
+def _long_tail_task(source_classes: tuple[str, ...], where: str) -> tuple[str, ...]:
+    """The classes of ``--task lt`` without a preset: all of the data set's, in its sorted order (head first)."""
+    if len(source_classes) < 3:
+        raise ConfigError(
+            f"--task {LONG_TAIL_TASK} needs a data set with at least 3 classes; {where} has {len(source_classes)}"
+        )
+    return tuple(source_classes)
 
 
 def _resolve_tasks(
-    task_names: tuple[str, ...], classes: tuple[str, str] | None, presets: dict[str, tuple[str, str]], where: str
-) -> tuple[tuple[str, tuple[str, str]], ...]:
+    task_names: tuple[str, ...],
+    classes: tuple[str, str] | None,
+    presets: dict[str, tuple[str, ...]],
+    where: str,
+    source_classes: tuple[str, ...] = (),
+) -> tuple[tuple[str, tuple[str, ...]], ...]:
     if classes is not None:
         if classes[0] == classes[1]:
             raise ConfigError(f"--classes names '{classes[0]}' twice; give the majority class, then the minority class")
@@ -39,6 +60,9 @@ def _resolve_tasks(
         task_names = ("fine",)
     tasks = []
     for name in task_names:
+        if name == LONG_TAIL_TASK and name not in presets:
+            tasks.append((name, _long_tail_task(source_classes, where)))
+            continue
         if name not in presets:
             close = difflib.get_close_matches(name, list(presets), n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
@@ -73,7 +97,7 @@ def plan_run(
     if all_presets and not task_names and classes is None:
         tasks = tuple(presets.items())
     else:
-        tasks = _resolve_tasks(task_names, classes, presets, f"data set '{source.name}'")
+        tasks = _resolve_tasks(task_names, classes, presets, f"data set '{source.name}'", source.classes)
     spec = GridSpec(
         dataset=source.name,
         data_fingerprint=source.fingerprint,
@@ -90,4 +114,8 @@ def plan_run(
         device=resolved["device"],
         workers=resolved["workers"],
         compile=resolved["compile"],
+        executor=resolved["executor"],
+        ray_address=resolved["ray_address"],
+        gpus_per_run=resolved["gpus_per_run"],
+        cpus_per_run=resolved["cpus_per_run"],
     )

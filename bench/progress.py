@@ -79,8 +79,10 @@ class RichGridObserver:
             self.progress.advance(self._runs)
         if result["status"] == "finished":
             metrics = result["metrics"]
+            minority = metrics.get("test_minority_acc")  # binary tasks; a long-tailed task's headline is balanced
             self.console.print(
-                f"[green]done[/] {config.run_id}: minority acc {metrics['test_minority_acc']:.3f}, "
+                f"[green]done[/] {config.run_id}: "
+                f"{'' if minority is None else f'minority acc {minority:.3f}, '}"
                 f"balanced acc {metrics['test_balanced_acc']:.3f} ({result['wall_seconds']:.0f} s)",
                 soft_wrap=True,
             )
@@ -95,3 +97,9 @@ class RichGridObserver:
             self.progress.advance(self._runs)
         what = "finished it meanwhile" if finished else "is training it; left to that process"
         self.console.print(f"[yellow]elsewhere[/] {config.run_id}: another bench run process {what}", soft_wrap=True)
+
+    def run_lost(self, config: RunConfig, reason: str) -> None:
+        if self._runs is not None:
+            self.progress.advance(self._runs)
+        self.console.print(f"[red]lost[/] {config.run_id}: {reason}; nothing written, the same command retries it",
+                           soft_wrap=True)  # fmt: skip

@@ -52,18 +52,37 @@ def versions() -> dict[str, str]:
 
 def write_json_atomic(path: Path, payload: Any) -> None:
     """Write JSON via a temporary file in the same folder and ``os.replace``: readers never see half a file."""
+    write_bytes_atomic(path, (json.dumps(payload, indent=2) + "\n").encode("utf-8"))
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` via a temporary file in the same folder and ``os.replace``, like :func:`write_json_atomic`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(payload, stream, indent=2)
-            stream.write("\n")
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """Everything a finished (or failed) run folder holds, in memory: file name -> bytes, plus the parsed result.
+
+    What a remote worker sends back to the driver, which stores it with :meth:`RunFolder.store`.
+    """
+
+    files: dict[str, bytes]
+    result: dict[str, Any]
+
+
+# The files of a run folder in the order they are written; result.json last, as its presence means "done".
+RUN_FILES = ("config.json", "subset.json", "metrics.jsonl", OUTPUTS_FILE, "result.json")
 
 
 @dataclass(frozen=True)
@@ -178,6 +197,23 @@ class RunFolder:
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
+
+    def read_files(self) -> RunFiles:
+        """The folder's files (those that exist) and its result, for sending to another machine."""
+        files = {name: (self.path / name).read_bytes() for name in RUN_FILES if (self.path / name).is_file()}
+        return RunFiles(files=files, result=json.loads(files["result.json"]))
+
+    def store(self, run: RunFiles) -> dict[str, Any]:
+        """Write a run trained elsewhere: each file atomically, result.json last; files of an earlier, interrupted
+        attempt that ``run`` lacks (e.g. test outputs of a run that failed this time) are removed first."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        for name in RUN_FILES:
+            if name not in run.files:
+                (self.path / name).unlink(missing_ok=True)
+        for name in RUN_FILES:
+            if name in run.files:
+                write_bytes_atomic(self.path / name, run.files[name])
+        return run.result
 
     def finish(self, config: RunConfig, payload: dict[str, Any]) -> dict[str, Any]:
         """Write ``result.json`` (status, metrics, counts, ...) with the identifying fields the report groups by."""

@@ -14,16 +14,22 @@ from backbones import create_backbone
 from bench.config import RunConfig, TrainSettings
 from bench.data import (
     ImageStack,
+    LongTailSubset,
+    TaskSubset,
     compute_channel_stats,
     create_loader,
     create_test_transform,
     create_train_transform,
+    oversampled_size,
+    set_loader_epoch,
+    subsample_long_tail,
     subsample_task,
 )
 from bench.device import DeviceSetup, create_grad_scaler, prepare_model
 from bench.engine import BatchCallback, NonFiniteLossError, evaluate, train_one_epoch
-from bench.methods import create_method_loss, parse_method
-from bench.metrics import MAJORITY, MINORITY, classification_metrics, feature_separation
+from bench.knn import knn_accuracy, needs_knn
+from bench.methods import create_method_loss, drw_epoch, parse_method
+from bench.metrics import MAJORITY, MINORITY, classification_metrics, feature_separation, long_tail_metrics
 from bench.results import RunFolder
 from bench.task import TaskData
 
@@ -61,6 +67,24 @@ def _normalisation(
     return {"source": "train subset", "mean": list(mean), "std": list(std)}
 
 
+def create_subset(task: TaskData, *, majority_count: int, ratio: float, seed: int) -> TaskSubset | LongTailSubset:
+    """The run's training subset: the paper's binary protocol, or the long-tailed profile for C > 2 classes."""
+    if task.is_long_tail:
+        return subsample_long_tail(
+            task.train_labels, len(task.classes), majority_count=majority_count, ratio=ratio, seed=seed
+        )
+    return subsample_task(task.train_labels, MAJORITY, MINORITY, majority_count=majority_count, ratio=ratio, seed=seed)
+
+
+def task_metrics(
+    task: TaskData, targets: np.ndarray, logits: np.ndarray, train_counts: tuple[int, ...]
+) -> dict[str, object]:
+    """Binary metrics (minority accuracy first) or, for C > 2 classes, the many-class ones."""
+    if task.is_long_tail:
+        return long_tail_metrics(targets, logits, train_counts)
+    return classification_metrics(targets, logits.argmax(axis=1).astype(np.int64))
+
+
 def execute_run(
     config: RunConfig,
     task: TaskData,
@@ -78,25 +102,19 @@ def execute_run(
     started = time.perf_counter()
     settings = config.settings
     spec = parse_method(config.method)
-    subset = subsample_task(
-        task.train_labels,
-        MAJORITY,
-        MINORITY,
-        majority_count=settings.majority_count,
-        ratio=config.ratio,
-        seed=config.seed,
-    )
+    subset = create_subset(task, majority_count=settings.majority_count, ratio=config.ratio, seed=config.seed)
     labels = task.train_labels[subset.indices]  # the images stay where they are: loaders index them
-    train_counts = {task.classes[0]: subset.majority_count, task.classes[1]: subset.minority_count}
+    train_counts = dict(zip(task.classes, subset.class_counts, strict=True))
 
     seed_everything(config.seed)
     model = create_backbone(
         config.backbone,
-        num_classes=2,
+        num_classes=len(task.classes),
         taps=settings.stages if spec.needs_taps else (),
         pretrained=settings.pretrained,
         pretrained_file=settings.pretrained_file,
         img_size=settings.img_size,
+        cosine_classifier=spec.cosine_classifier,
     )
     normalisation = _normalisation(model, settings, task.train_images, subset.indices)
     folder.start(
@@ -104,8 +122,10 @@ def execute_run(
         {
             "device": setup.description,
             "workers": workers,
+            "torch_threads": torch.get_num_threads(),  # CPU numbers depend on it in the last bits
             "normalisation": normalisation,
             "taps": list(model.tap_modules),
+            "classifier": "cosine" if spec.cosine_classifier else "linear",
             "train_counts": train_counts,
         },
     )
@@ -117,8 +137,12 @@ def execute_run(
     )
 
     model = prepare_model(model, setup)
-    loss_fn = create_method_loss(spec, [subset.majority_count, subset.minority_count], settings).to(setup.device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    loss_fn = create_method_loss(spec, list(subset.class_counts), settings, feature_dims=model.tap_channels)
+    loss_fn = loss_fn.to(setup.device)
+    # the loss may own parameters (supcon's projection head): they train with the model
+    optimizer = torch.optim.Adam(
+        [*model.parameters(), *loss_fn.parameters()], lr=settings.lr, weight_decay=settings.weight_decay
+    )
     scheduler = create_scheduler(optimizer, settings)
     scaler = create_grad_scaler(setup)
     mean, std = normalisation["mean"], normalisation["std"]
@@ -133,6 +157,8 @@ def execute_run(
         batch_size=settings.batch_size,
         train=True,
         oversample=spec.oversample,
+        oversample_to=oversampled_size(subset.class_counts) if task.is_long_tail else None,
+        oversample_from=drw_epoch(settings) if spec.deferred_sampling else None,
         workers=workers,
         seed=config.seed,
         pin_memory=setup.pin_memory,
@@ -150,13 +176,16 @@ def execute_run(
 
     common = {
         "train_counts": train_counts,
-        "actual_ratio": round(subset.minority_count / subset.majority_count, 6),  # differs when the minority ran short
+        # differs when the minority (the tail class) ran short
+        "actual_ratio": round(subset.class_counts[-1] / subset.class_counts[0], 6),
         "test_counts": task.test_counts(),
         "skipped_files": len(task.skipped),
     }
     for epoch in range(1, settings.epochs + 1):
         epoch_started = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
+        loss_fn.set_epoch(epoch)
+        set_loader_epoch(train_loader, epoch)
         try:
             summary = train_one_epoch(model, train_loader, loss_fn, optimizer, scaler, setup, on_batch=on_batch)
         except NonFiniteLossError as error:
@@ -179,6 +208,20 @@ def execute_run(
             on_epoch(epoch, settings.epochs, row)
 
     outputs = evaluate(model, test_loader, setup)
+    knn_metrics = {}
+    if needs_knn(spec.aux):
+        train_eval_loader = create_loader(
+            task.train_images,
+            task.train_labels,
+            create_test_transform(mean, std),
+            indices=subset.indices,
+            batch_size=2 * settings.batch_size,
+            train=False,
+            workers=workers,
+            seed=config.seed,
+            pin_memory=setup.pin_memory,
+        )
+        knn_metrics = {"test_knn_acc": knn_accuracy(model, train_eval_loader, test_loader, setup)}
     folder.write_outputs(outputs.logits, outputs.features, outputs.targets)
     return folder.finish(
         config,
@@ -186,8 +229,9 @@ def execute_run(
             "status": "finished",
             "failure": None,
             "metrics": {
-                **classification_metrics(outputs.targets, outputs.predictions),
+                **task_metrics(task, outputs.targets, outputs.logits, subset.class_counts),
                 **feature_separation(outputs.features, outputs.targets, seed=config.seed),
+                **knn_metrics,
             },
             **common,
             "epochs": settings.epochs,

@@ -11,9 +11,9 @@ from rich.console import Console
 
 from bench.config import ConfigError
 from bench.data import default_cache_dir, resolve_workers
-from bench.device import resolve_device
+from bench.device import DeviceSetup, resolve_device
 from bench.grid import check_grid, run_grid
-from bench.plan import plan_run
+from bench.plan import Plan, plan_run
 from bench.progress import RichGridObserver
 
 
@@ -44,11 +44,15 @@ def run_session(
     cache_dir: Path | None = None,
     decode_cache: bool = True,
     console: Console | None = None,
+    dry_run: bool = False,
+    parallel: int | None = None,
 ) -> int:
     """Run the grid the options describe into ``out`` and print its leaderboard; return the exit code.
 
     ``cache_dir`` holds downloads and, with ``decode_cache``, the decoded images of ImageFolder data.
-    A run whose loss diverged is a result (recorded as failed), not an error: the exit code stays 0.
+    A run whose loss diverged is a result (recorded as failed), not an error: the exit code stays 0; a run lost
+    to a Ray worker that died on every attempt is not written and makes it 1. ``dry_run``: print the grid and its
+    estimated cost for ``parallel`` workers instead (see :mod:`bench.dry_run`).
     """
     from reports import write_leaderboard
 
@@ -56,29 +60,46 @@ def run_session(
     plan = plan_run(
         data=data, config_path=config_path, task_names=task_names, classes=classes, options=options, cache_dir=cache_dir
     )
-    setup = resolve_device(plan.device, plan.spec.settings.amp, compile=plan.compile)
+    on_ray = plan.executor == "ray" and not dry_run
+    if on_ray:
+        from bench.ray_executor import require_ray
+
+        require_ray()
+    # On Ray the device is resolved on each worker's node: the driver may have no GPU.
+    setup = None if on_ray else resolve_device(plan.device, plan.spec.settings.amp, compile=plan.compile)
     workers = resolve_workers(plan.workers)
     check_grid(plan.spec, plan.source)
+    if setup is not None and dry_run:
+        return _dry_run(plan, out, setup, parallel)
     _check_writable(out)
     spec = plan.spec
+    where = (
+        f"on Ray ({plan.ray_address or 'local instance'}), {plan.cpus_per_run:g} CPUs and "
+        f"{'auto' if plan.gpus_per_run is None else f'{plan.gpus_per_run:g}'} GPUs per run"
+        if setup is None
+        else f"{setup.description}, {workers} loader workers"
+    )
     console.print(
         f"bench: {len(spec.cells())} runs ({len(spec.tasks)} task x {len(spec.backbones)} backbone x "
         f"{len(spec.ratios)} ratio x {len(spec.methods)} method x {spec.seeds} seed) on {plan.source.name}, "
-        f"{spec.settings.epochs} epochs at {spec.settings.img_size} px, {setup.description}, {workers} loader workers "
-        f"-> {out}",
+        f"{spec.settings.epochs} epochs at {spec.settings.img_size} px, {where} -> {out}",
         soft_wrap=True,
     )
+    decode_dir = _decode_cache_dir(cache_dir, decode_cache)
     with warnings.catch_warnings(), RichGridObserver(console) as observer:
         warnings.showwarning = lambda message, *_, **__: console.print(f"[yellow]warning[/]: {message}", soft_wrap=True)
-        summary = run_grid(
-            spec,
-            plan.source,
-            out,
-            setup,
-            workers=workers,
-            observer=observer,
-            cache_dir=_decode_cache_dir(cache_dir, decode_cache),
-        )
+        if setup is None:
+            from bench.ray_executor import RayOptions, run_grid_on_ray
+
+            ray_options = RayOptions(plan.ray_address, plan.cpus_per_run, plan.gpus_per_run)
+            summary = run_grid_on_ray(
+                spec, plan.source, out, ray_options, device=plan.device, compile=plan.compile, workers=plan.workers,
+                observer=observer, cache_dir=decode_dir,
+            )  # fmt: skip
+        else:
+            summary = run_grid(
+                spec, plan.source, out, setup, workers=workers, observer=observer, cache_dir=decode_dir
+            )  # fmt: skip
     if summary.skipped_files:
         console.print(f"[yellow]warning[/]: {len(summary.skipped_files)} unreadable image files were skipped, e.g. "
                       f"{summary.skipped_files[0]}", soft_wrap=True)  # fmt: skip
@@ -86,9 +107,25 @@ def run_session(
     print(files.markdown)
     console.print(
         f"{summary.finished} runs finished, {summary.failed} failed, {summary.skipped} already done"
-        f"{f', {summary.busy} left to another process' if summary.busy else ''}; "
+        f"{f', {summary.busy} left to another process' if summary.busy else ''}"
+        f"{f', {summary.lost} lost (worker died; run the same command to retry them)' if summary.lost else ''}; "
         f"wrote {files.markdown_path}, {files.csv_path} and {files.comparisons_path}; "
         f"bench report {out} adds report.md with figures",
         soft_wrap=True,
     )
+    return 1 if summary.lost else 0
+
+
+def _dry_run(plan: Plan, out: Path, setup: DeviceSetup, parallel: int | None) -> int:
+    """Print the grid, the runs ``out`` already holds and the estimated cost of the rest; write nothing."""
+    import torch
+
+    from bench.dry_run import default_parallel, estimate_grid, render
+    from bench.remote_run import threads_for
+
+    if parallel is None:
+        parallel = default_parallel(plan.executor, plan.cpus_per_run, plan.gpus_per_run)
+    threads = threads_for(plan.cpus_per_run) if plan.executor == "ray" else torch.get_num_threads()
+    estimate = estimate_grid(plan.spec, plan.source, out, setup, parallel=parallel, threads=threads)
+    print("\n".join(render(estimate, out)))
     return 0

@@ -1,17 +1,20 @@
-"""A binary task's images, decoded once per grid (or read from the decode cache): majority -> 0, minority -> 1."""
+"""A task's images, decoded once per grid (or read from the decode cache).
+
+A binary task's labels are majority -> 0, minority -> 1; a long-tailed task of C > 2 classes labels its classes
+0..C-1 in the task's class order (head first).
+"""
 
 from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from bench.data import DataError, DatasetSource, ImageSplit, ImageStack, decode_split, decode_split_cached
-from bench.metrics import MAJORITY, MINORITY
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
 
@@ -25,19 +28,29 @@ class TaskData:
     within the train split for folders, the index in the split for built-in data sets.
     """
 
-    classes: tuple[str, str]
+    classes: tuple[str, ...]  # (majority, minority), or C > 2 classes head to tail
     train_images: np.ndarray | ImageStack  # uint8 [N, S, S, 3]
-    train_labels: np.ndarray  # int64 [N], 0 = majority, 1 = minority
+    train_labels: np.ndarray  # int64 [N], the position of the image's class in `classes` (0 = majority)
     train_ids: tuple[str, ...]
     test_images: np.ndarray | ImageStack
     test_labels: np.ndarray
     skipped: tuple[str, ...]  # "path: reason" of unreadable files in either split
 
+    @property
+    def is_long_tail(self) -> bool:
+        """More than two classes: the long-tailed protocol and many-class metrics apply."""
+        return is_long_tail(self.classes)
+
     def test_counts(self) -> dict[str, int]:
         return {name: int((self.test_labels == label).sum()) for label, name in enumerate(self.classes)}
 
 
-def check_classes(split: ImageSplit, classes: tuple[str, str], split_name: str) -> None:
+def is_long_tail(classes: Sequence[str]) -> bool:
+    """A task of more than two classes is long-tailed (head first); two classes are (majority, minority)."""
+    return len(classes) > 2
+
+
+def check_classes(split: ImageSplit, classes: Sequence[str], split_name: str) -> None:
     """One-line error for a class the split does not have, with the close names and the full list."""
     for name in classes:
         if name not in split.classes:
@@ -48,9 +61,12 @@ def check_classes(split: ImageSplit, classes: tuple[str, str], split_name: str) 
             )
 
 
-def _task_labels(split: ImageSplit, labels: np.ndarray, classes: tuple[str, str]) -> np.ndarray:
-    majority = split.classes.index(classes[0])
-    return np.where(labels == majority, MAJORITY, MINORITY).astype(np.int64)
+def _task_labels(split: ImageSplit, labels: np.ndarray, classes: Sequence[str]) -> np.ndarray:
+    """Split labels int [N] (each one of ``classes``) -> positions in ``classes``: int64 [N]."""
+    position = np.full(len(split.classes), -1, dtype=np.int64)
+    for index, name in enumerate(classes):
+        position[split.classes.index(name)] = index
+    return position[np.asarray(labels, dtype=np.int64)]
 
 
 def _ids(split: ImageSplit, indices: np.ndarray) -> tuple[str, ...]:
@@ -63,13 +79,13 @@ def _ids(split: ImageSplit, indices: np.ndarray) -> tuple[str, ...]:
 
 def prepare_task(
     source: DatasetSource,
-    classes: tuple[str, str],
+    classes: tuple[str, ...],
     img_size: int,
     *,
     cache_dir: Path | None = None,
     progress: Progress | None = None,
 ) -> TaskData:
-    """Decode the two classes of both splits at ``img_size``; unreadable files are skipped and listed.
+    """Decode the task's classes in both splits at ``img_size``; unreadable files are skipped and listed.
 
     With ``cache_dir``, ImageFolder splits go through the decode cache there (see :mod:`bench.data.cache`).
     """

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def _pool(feature: torch.Tensor) -> torch.Tensor:
+def pool_feature(feature: torch.Tensor) -> torch.Tensor:
     """[B, D] or [B, C, H, W] -> float32 [B, D] (global average pool over H, W)."""
     feature = feature.float()
     if feature.dim() == 4:
@@ -22,7 +22,7 @@ def similarity_loss(feature: torch.Tensor, labels: torch.Tensor, eps: float = 1e
 
     S_ij = cos(h_i, h_j), T_ij = 1 if labels_i == labels_j else 0; the diagonal is included.
     """
-    h = _pool(feature)
+    h = pool_feature(feature)
     if h.shape[0] != labels.shape[0]:
         raise ValueError(f"feature batch {h.shape[0]} does not match labels batch {labels.shape[0]}")
     h = F.normalize(h, dim=1, eps=eps)

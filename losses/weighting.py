@@ -5,7 +5,8 @@ from collections.abc import Sequence
 import torch
 
 
-def _check_counts(class_counts: Sequence[int]) -> list[int]:
+def check_counts(class_counts: Sequence[int]) -> list[int]:
+    """Class counts as ints, each >= 1 (index = label); ValueError otherwise."""
     counts = [int(n) for n in class_counts]
     if not counts:
         raise ValueError("class_counts must not be empty")
@@ -28,12 +29,12 @@ def effective_number_weights(class_counts: Sequence[int], beta: float = 0.9999) 
     """
     if not 0.0 <= beta < 1.0:
         raise ValueError(f"beta must be in [0, 1), got {beta}")
-    counts = torch.tensor(_check_counts(class_counts), dtype=torch.float64)
+    counts = torch.tensor(check_counts(class_counts), dtype=torch.float64)
     effective = (1.0 - beta**counts) / (1.0 - beta)
     return _normalise(1.0 / effective)
 
 
 def inverse_frequency_weights(class_counts: Sequence[int]) -> torch.Tensor:
     """Weights [C] proportional to 1 / n_c, summing to C."""
-    counts = torch.tensor(_check_counts(class_counts), dtype=torch.float64)
+    counts = torch.tensor(check_counts(class_counts), dtype=torch.float64)
     return _normalise(1.0 / counts)

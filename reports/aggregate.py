@@ -30,10 +30,11 @@ class CellStats:
 
 
 def method_sort_key(method: str) -> tuple[int, str]:
-    """Sort key putting :data:`PREFERRED_METHOD_ORDER` first, then the rest alphabetically."""
+    """Sort key putting :data:`PREFERRED_METHOD_ORDER` first, then the rest alphabetically, ensemble rows
+    (``ens(...)``) last."""
     if method in PREFERRED_METHOD_ORDER:
         return (PREFERRED_METHOD_ORDER.index(method), "")
-    return (len(PREFERRED_METHOD_ORDER), method)
+    return (len(PREFERRED_METHOD_ORDER) + method.startswith("ens("), method)
 
 
 def cell_sort_key(key: CellKey) -> tuple[str, str, tuple[int, str], float]:

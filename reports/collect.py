@@ -18,7 +18,8 @@ KNOWN_STATUSES: frozenset[str] = frozenset({"finished", "failed"})
 
 @dataclass(frozen=True)
 class RunRecord:
-    """One run, reduced to what the leaderboard needs. ``classes`` is (majority, minority)."""
+    """One run, reduced to what the leaderboard needs. ``classes`` is (majority, minority), or more than two class
+    names for a long-tailed task (head first); ``train_counts`` the training images per class name."""
 
     task: str
     dataset: str
@@ -33,6 +34,13 @@ class RunRecord:
     config: dict[str, Any] = field(default_factory=dict)  # the run's settings (result.json "config")
     wall_seconds: float | None = None
     device: str = ""
+    train_counts: dict[str, int] = field(default_factory=dict)
+    members: tuple[str, ...] = ()  # a soft-voting ensemble row (reports.ensemble): the run folders it averages
+
+    @property
+    def is_long_tail(self) -> bool:
+        """More than two classes: the report shows the many-class columns and balanced accuracy as headline."""
+        return len(self.classes) > 2
 
     @property
     def folder(self) -> Path:
@@ -73,6 +81,13 @@ def _scalar_metrics(raw: Any, path: Path, warnings: list[str]) -> dict[str, floa
     return metrics
 
 
+def _train_counts(raw: Any) -> dict[str, int]:
+    """``{"class": count}`` of a result; anything malformed is dropped (older results may lack it)."""
+    if not isinstance(raw, dict):
+        return {}
+    return {str(k): int(v) for k, v in raw.items() if isinstance(v, int) and not isinstance(v, bool)}
+
+
 def _parse(data: Any, path: Path, warnings: list[str]) -> RunRecord:
     """Validate one decoded result.json; raise :class:`_BadResult` with a short reason."""
     if not isinstance(data, dict):
@@ -106,6 +121,7 @@ def _parse(data: Any, path: Path, warnings: list[str]) -> RunRecord:
         config=dict(data["config"]) if isinstance(data.get("config"), dict) else {},
         wall_seconds=float(data["wall_seconds"]) if _is_number(data.get("wall_seconds")) else None,
         device=str(data.get("device") or ""),
+        train_counts=_train_counts(data.get("train_counts")),
     )
 
 

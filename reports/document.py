@@ -6,7 +6,7 @@ Layout of the output folder::
     leaderboard.md/.csv    the tables alone (one CSV row per task x backbone x method x ratio)
     comparisons.csv        paired differences against ce and os
     figures/<task>__<backbone>/
-        accuracy_vs_ratio.png        minority-class accuracy against the ratio, one line per method
+        accuracy_vs_ratio.png        minority-class accuracy (long-tailed tasks: balanced accuracy) against the ratio
         separation_vs_ratio.png      feature separation (silhouette) against the ratio
         training_curves_r<ratio>.png loss terms and train accuracy per epoch, one column per method
         feature_space_r<ratio>_s<seed>.png  PCA of one seed's test features, one panel per method
@@ -19,9 +19,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from reports.collect import RunRecord, collect_runs
+from bench.config import PAPER_DEFAULTS
+from reports.collect import RunRecord
 from reports.formatting import fmt_ratio, md_escape
-from reports.leaderboard import DEFAULT_METRICS, LeaderboardFiles, render_markdown, write_leaderboard
+from reports.leaderboard import (
+    DEFAULT_METRICS,
+    LeaderboardFiles,
+    headline_metric,
+    is_long_tail,
+    load_collection,
+    render_markdown,
+    write_leaderboard,
+)
 from reports.plots import plot_accuracy_vs_ratio, plot_feature_space, plot_training_curves
 from reports.statistics import DEFAULT_CONFIDENCE
 
@@ -45,6 +54,16 @@ SETTING_KEYS: tuple[str, ...] = (
     "randaug_magnitude",
     "pretrained",
 )
+#: Settings of one loss or sampler, shown only when a run's method uses that component.
+METHOD_SETTING_KEYS: dict[str, tuple[str, ...]] = {
+    "focal_gamma": ("focal",),
+    "ldam_max_margin": ("ldam",),
+    "ldam_scale": ("ldam",),
+    "drw_epoch": ("ldam", "drs"),
+    "la_tau": ("la",),
+    "supcon_temperature": ("supcon",),
+    "triplet_margin": ("triplet",),
+}
 
 Progress = Callable[[str], None]
 
@@ -71,6 +90,9 @@ def _distinct(values: list[object]) -> str:
 def settings_table(records: Sequence[RunRecord]) -> list[str]:
     """A Markdown table of the runs' settings (several values are listed when runs differ), devices, wall time."""
     rows = [(key, _distinct([r.config[key] for r in records if key in r.config])) for key in SETTING_KEYS]
+    for key, components in METHOD_SETTING_KEYS.items():
+        users = [r for r in records if set(r.method.split("+")) & set(components)]
+        rows.append((key, _distinct([r.config.get(key, PAPER_DEFAULTS.get(key)) for r in users])))
     rows = [(key, value) for key, value in rows if value != "—"]
     seeds = sorted({r.seed for r in records})
     rows.append(("seeds", f"{len(seeds)} ({', '.join(str(s) for s in seeds)})"))
@@ -97,7 +119,15 @@ def _image(path: Path, out: Path, alt: str) -> str:
 def _section_figures(section: Sequence[RunRecord], folder: Path, out: Path, classes: Sequence[str]) -> list[str]:
     """Draw one section's figures into ``folder``; return the Markdown that embeds them."""
     lines: list[str] = []
-    accuracy = plot_accuracy_vs_ratio(section, folder / "accuracy_vs_ratio.png")
+    if is_long_tail(section):
+        accuracy = plot_accuracy_vs_ratio(
+            section,
+            folder / "accuracy_vs_ratio.png",
+            metric=headline_metric(section),
+            label="balanced accuracy (mean per-class)",
+        )
+    else:
+        accuracy = plot_accuracy_vs_ratio(section, folder / "accuracy_vs_ratio.png")
     separation = plot_accuracy_vs_ratio(
         section,
         folder / "separation_vs_ratio.png",
@@ -153,12 +183,13 @@ def write_report(
     metrics: Sequence[str] = DEFAULT_METRICS,
     confidence: float = DEFAULT_CONFIDENCE,
     progress: Progress | None = None,
+    ensemble: bool = False,
 ) -> ReportFiles:
     """Write the leaderboard files, the figures and ``report.md`` for the runs in ``runs_dir`` into ``out_dir``
-    (default ``runs_dir``)."""
-    leaderboard = write_leaderboard(runs_dir, out_dir, metrics=metrics, confidence=confidence)
+    (default ``runs_dir``). ``ensemble``: add soft-voting rows (:mod:`reports.ensemble`) to the tables."""
+    leaderboard = write_leaderboard(runs_dir, out_dir, metrics=metrics, confidence=confidence, ensemble=ensemble)
     out = leaderboard.markdown_path.parent
-    collection = collect_runs(Path(runs_dir))
+    collection = load_collection(Path(runs_dir), ensemble=ensemble)
     sections: dict[tuple[str, str], list[RunRecord]] = {}
     for record in collection.records:
         sections.setdefault((record.task, record.backbone), []).append(record)
@@ -168,10 +199,11 @@ def write_report(
         if progress is not None:
             progress(f"figures for {task} — {backbone}")
         folder = out / FIGURES_DIR / f"{safe_name(task)}__{safe_name(backbone)}"
-        classes = next((r.classes for r in section if len(r.classes) == 2), ("majority", "minority"))
+        classes = next((r.classes for r in section if len(r.classes) >= 2), ("majority", "minority"))
         figures[(task, backbone)] = _section_figures(section, folder, out, classes)
         written += sorted(folder.glob("*.png")) if folder.is_dir() else []
-    preamble = ["## Settings", "", *settings_table(collection.records)] if collection.records else []
+    runs = [r for r in collection.records if not r.members]  # ensemble rows trained nothing
+    preamble = ["## Settings", "", *settings_table(runs)] if runs else []
     markdown = render_markdown(
         collection, metrics, confidence=confidence, title="Report", preamble=preamble, figures=figures
     )

@@ -11,6 +11,7 @@ from pathlib import Path
 from reports.aggregate import CellKey, CellStats, aggregate, method_sort_key
 from reports.collect import Collection, RunRecord, collect_runs
 from reports.comparisons import COMPARISONS_FILE, comparison_table, render_comparisons_csv
+from reports.ensemble import with_ensembles
 from reports.formatting import NO_DATA, fmt_float, fmt_ratio, md_escape
 from reports.statistics import (
     DEFAULT_BASELINES,
@@ -32,9 +33,32 @@ METRIC_TITLES: dict[str, str] = {
     "test_macro_f1": "Macro F1",
     "test_feature_silhouette": "Feature separation (silhouette, cosine, test images)",
     "test_feature_fisher": "Feature separation (Fisher ratio, test images)",
+    "test_many_acc": "Many-shot accuracy (classes with > 100 training images)",
+    "test_medium_acc": "Medium-shot accuracy (classes with 20-100 training images)",
+    "test_few_acc": "Few-shot accuracy (classes with < 20 training images)",
+    "test_top5_acc": "Top-5 accuracy",
+    "test_map5": "MAP@5",
+    "test_knn_acc": "kNN accuracy (k = 5, cosine, train embeddings)",
 }
+#: A long-tailed section's tables (a task of more than two classes): balanced accuracy (the mean per-class accuracy)
+#: is the headline, then the many / medium / few-shot split, top-5, MAP@5, macro-F1, kNN accuracy and separation.
+LONG_TAIL_METRICS: tuple[str, ...] = (
+    "test_balanced_acc",
+    "test_many_acc",
+    "test_medium_acc",
+    "test_few_acc",
+    "test_top5_acc",
+    "test_map5",
+    "test_macro_f1",
+    "test_knn_acc",
+    "test_feature_silhouette",
+)
+#: Shown after the default metrics of a binary section when its runs report them (metric-learning methods).
+OPTIONAL_METRICS: tuple[str, ...] = ("test_knn_acc",)
 #: Metrics that get "Paired difference vs <baseline>" tables in the Markdown (comparisons.csv has every metric).
 COMPARISON_METRICS: tuple[str, ...] = ("test_minority_acc",)
+#: The same for a long-tailed section: its headline.
+LONG_TAIL_COMPARISON_METRICS: tuple[str, ...] = ("test_balanced_acc",)
 MARKDOWN_FILE = "leaderboard.md"
 CSV_FILE = "leaderboard.csv"
 
@@ -144,19 +168,54 @@ def _stats_by_cell(records: Sequence[RunRecord], metrics: Sequence[str]) -> dict
 
 
 def _footer(collection: Collection) -> str:
-    records = collection.records
+    records = [r for r in collection.records if not r.members]
     n_finished = sum(1 for r in records if r.status == "finished")
     n_failed = sum(1 for r in records if r.status == "failed")
     n_missing = sum(len(seeds) for seeds in missing_seeds(records).values())
+    n_ensembles = len(collection.records) - len(records)
+    ensembles = f" · ensemble rows (per seed): {n_ensembles}" if n_ensembles else ""
     return (
         f"Runs: {len(records)} ({n_finished} finished, {n_failed} failed) · missing runs: {n_missing} · "
-        f"incomplete folders: {collection.incomplete} · warnings: {len(collection.warnings)}"
+        f"incomplete folders: {collection.incomplete} · warnings: {len(collection.warnings)}{ensembles}"
     )
 
 
 def reported_metrics(records: Sequence[RunRecord], metrics: Sequence[str]) -> list[str]:
     """The metrics of ``metrics`` that at least one record reports (older runs lack newer metrics)."""
     return [m for m in metrics if any(m in r.metrics for r in records)]
+
+
+def is_long_tail(records: Sequence[RunRecord]) -> bool:
+    """Whether the runs are of a task with more than two classes."""
+    return any(r.is_long_tail for r in records)
+
+
+def headline_metric(records: Sequence[RunRecord]) -> str:
+    """Minority-class accuracy for a binary task, balanced (mean per-class) accuracy for a long-tailed one."""
+    return LONG_TAIL_COMPARISON_METRICS[0] if is_long_tail(records) else COMPARISON_METRICS[0]
+
+
+def section_metrics(records: Sequence[RunRecord], metrics: Sequence[str]) -> list[str]:
+    """The metrics one (task, backbone) section shows: :data:`DEFAULT_METRICS` adapts to the task (long-tailed ->
+    :data:`LONG_TAIL_METRICS`; binary -> plus :data:`OPTIONAL_METRICS`); an explicit list is used as given. Only
+    metrics some record reports."""
+    if tuple(metrics) == DEFAULT_METRICS:
+        metrics = LONG_TAIL_METRICS if is_long_tail(records) else (*DEFAULT_METRICS, *OPTIONAL_METRICS)
+    return reported_metrics(records, metrics)
+
+
+def table_metrics(records: Sequence[RunRecord], metrics: Sequence[str]) -> list[str]:
+    """The CSV's metrics: ``metrics``, and for the default set also the long-tail and optional metrics that some
+    record reports (so a binary-only grid keeps its columns)."""
+    if tuple(metrics) != DEFAULT_METRICS:
+        return list(metrics)
+    candidates = (*LONG_TAIL_METRICS, *OPTIONAL_METRICS) if is_long_tail(records) else OPTIONAL_METRICS
+    extra = reported_metrics(records, [m for m in candidates if m not in metrics])
+    return [*metrics, *extra]
+
+
+def _compared_metrics(records: Sequence[RunRecord]) -> tuple[str, ...]:
+    return LONG_TAIL_COMPARISON_METRICS if is_long_tail(records) else COMPARISON_METRICS
 
 
 def _comparisons(
@@ -185,23 +244,28 @@ def render_markdown(
     (task, backbone) to Markdown lines placed at the top of that section (the report's pictures).
     """
     records = collection.records
-    cells = _stats_by_cell(records, metrics)
     missing = missing_seeds(records)
-    comparisons = _comparisons(records, [m for m in metrics if m in COMPARISON_METRICS], confidence)
     sections: dict[tuple[str, str], list[RunRecord]] = {}
     for record in records:
         sections.setdefault((record.task, record.backbone), []).append(record)
+    shown = {key: section_metrics(section, metrics) for key, section in sections.items()}
+    used = list(dict.fromkeys(m for names in shown.values() for m in names))
+    cells = _stats_by_cell(records, used)
+    compared = {key: [m for m in shown[key] if m in _compared_metrics(section)] for key, section in sections.items()}
+    comparisons = _comparisons(
+        records, list(dict.fromkeys(m for names in compared.values() for m in names)), confidence
+    )
 
     lines = [f"# {title}", "", *preamble, _legend(confidence), ""]
     if not sections:
         lines += ["_No runs found._", ""]
-    for task, backbone in sorted(sections):
+    for task, backbone in sorted(sections, key=lambda key: (key[0], key[1].startswith("ens("), key[1])):
         section = sections[(task, backbone)]
         methods = sorted({r.method for r in section}, key=method_sort_key)
         ratios = sorted({r.ratio for r in section}, reverse=True)
         lines += [f"## {md_escape(task)} — {md_escape(backbone)}", "", _class_description(section), ""]
         lines += list((figures or {}).get((task, backbone), ()))
-        for metric in reported_metrics(section, metrics):
+        for metric in shown[(task, backbone)]:
             lines += [f"### {METRIC_TITLES.get(metric, metric)}", ""]
             lines += _table(methods, ratios, cells[metric], task, backbone, missing)
             lines += [
@@ -211,6 +275,7 @@ def render_markdown(
                 "",
             ]
             own = [c for c in comparisons.get(metric, []) if (c.task, c.backbone) == (task, backbone)]
+            own = own if metric in compared[(task, backbone)] else []
             for baseline in DEFAULT_BASELINES:
                 table = comparison_table(own, methods, ratios, baseline)
                 if table:
@@ -235,6 +300,7 @@ def render_csv(
     The grid is every method x ratio seen in a (task, backbone); a cell without any run has n=0 and only n_missing.
     """
     records = collection.records
+    metrics = table_metrics(records, metrics)
     stats = _stats_by_cell(records, metrics)
     intervals = {m: cell_intervals(records, m, confidence) for m in metrics}
     groups: dict[CellKey, list[RunRecord]] = {}
@@ -253,7 +319,7 @@ def render_csv(
             "task": task,
             "backbone": backbone,
             "majority_class": classes[0] if len(classes) > 0 else "",
-            "minority_class": classes[1] if len(classes) > 1 else "",
+            "minority_class": classes[-1] if len(classes) > 1 else "",  # a long-tailed task's tail class
             "method": method,
             "ratio": fmt_float(ratio),
             "n": sum(1 for r in group if r.status == "finished"),
@@ -275,9 +341,15 @@ def render_comparisons(
     collection: Collection, metrics: Sequence[str] = DEFAULT_METRICS, *, confidence: float = DEFAULT_CONFIDENCE
 ) -> str:
     """``comparisons.csv``: every method against each of DEFAULT_BASELINES, paired by seed, for every metric."""
-    shown = reported_metrics(collection.records, metrics)
+    shown = reported_metrics(collection.records, table_metrics(collection.records, metrics))
     by_metric = _comparisons(collection.records, shown, confidence)
     return render_comparisons_csv([c for m in shown for c in by_metric[m]])
+
+
+def load_collection(runs_dir: Path, *, ensemble: bool = False) -> Collection:
+    """The runs of ``runs_dir``, with the soft-voting ensemble rows when ``ensemble``."""
+    collection = collect_runs(Path(runs_dir))
+    return with_ensembles(collection) if ensemble else collection
 
 
 def write_leaderboard(
@@ -286,10 +358,11 @@ def write_leaderboard(
     *,
     metrics: Sequence[str] = DEFAULT_METRICS,
     confidence: float = DEFAULT_CONFIDENCE,
+    ensemble: bool = False,
 ) -> LeaderboardFiles:
     """Collect ``runs_dir``; write ``leaderboard.md``, ``leaderboard.csv`` and ``comparisons.csv`` into ``out_dir``
-    (default runs_dir)."""
-    collection = collect_runs(Path(runs_dir))
+    (default runs_dir). ``ensemble``: add the soft-voting rows of :mod:`reports.ensemble`."""
+    collection = load_collection(runs_dir, ensemble=ensemble)
     out = Path(out_dir) if out_dir is not None else Path(runs_dir)
     out.mkdir(parents=True, exist_ok=True)
     markdown = render_markdown(collection, metrics, confidence=confidence)

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 from sklearn.decomposition import PCA
 
@@ -29,7 +30,7 @@ METRICS_FILE = "metrics.jsonl"
 OUTPUTS_FILE = "test_outputs.npz"
 #: Points per class drawn in a feature-space panel (a fixed random sample when the test split is larger).
 MAX_POINTS_PER_CLASS = 600
-CLASS_COLOURS = ("#4477aa", "#ee6677")  # majority, minority (colour-blind safe)
+CLASS_COLOURS = ("#4477aa", "#ee6677")  # majority, minority (colour-blind safe); more classes: tab10 / tab20
 DPI = 110
 
 
@@ -159,7 +160,7 @@ def plot_training_curves(records: Sequence[RunRecord], path: Path) -> Path | Non
         accuracy = epoch_curves(runs, "train_acc")
         if accuracy is not None:
             _band(acc_axes, *accuracy, "train accuracy")
-        acc_axes.set_ylim(0.4, 1.01)
+        acc_axes.set_ylim(0.0 if any(r.is_long_tail for r in runs) else 0.4, 1.01)  # many classes start lower
         acc_axes.set_xlabel("epoch")
         acc_axes.grid(alpha=0.3)
     grid[0][0].set_ylabel("training loss (per image)")
@@ -193,7 +194,7 @@ def plot_feature_space(
     records: Sequence[RunRecord], path: Path, *, classes: Sequence[str] = ("majority", "minority")
 ) -> Path | None:
     """One panel per method: PCA of the test features of that method's run (one run each: same task, backbone,
-    ratio and seed), points coloured by true class, the run's silhouette in the title."""
+    ratio and seed), points coloured by true class (``classes``: names by label), the run's silhouette in the title."""
     panels = []
     for record in sorted(records, key=lambda r: method_sort_key(r.method)):
         outputs = load_outputs(record.folder) if record.status == "finished" else None
@@ -204,14 +205,17 @@ def plot_feature_space(
     figure = Figure(figsize=(3.1 * len(panels), 3.4))
     grid = figure.subplots(1, len(panels), squeeze=False)[0]
     rng = np.random.default_rng(0)
+    shown = max(len(classes), 2)
+    palette = colormaps["tab10" if shown <= 10 else "tab20"]
+    colours = CLASS_COLOURS if shown <= 2 else [palette(i % palette.N) for i in range(shown)]
     for axes, (record, outputs) in zip(grid, panels, strict=True):
         points, labels = project_features(outputs["features"]), outputs["labels"]
-        for label in (0, 1):
+        for label in range(shown):
             where = np.flatnonzero(labels == label)
             if len(where) > MAX_POINTS_PER_CLASS:
                 where = np.sort(rng.choice(where, MAX_POINTS_PER_CLASS, replace=False))
             name = classes[label] if label < len(classes) else str(label)
-            axes.scatter(*points[where].T, s=4, alpha=0.5, color=CLASS_COLOURS[label], label=name, linewidths=0)
+            axes.scatter(*points[where].T, s=4, alpha=0.5, color=colours[label], label=name, linewidths=0)
         silhouette = record.metrics.get("test_feature_silhouette")
         subtitle = f"silhouette {silhouette:.3f}" if silhouette is not None else "silhouette —"
         axes.set_title(f"{record.method}\n{subtitle}", fontsize="medium")

@@ -13,12 +13,14 @@ from torch import Tensor, nn
 
 from backbones import (
     BackboneError,
+    CosineClassifier,
     TappedBackbone,
     create_backbone,
     default_taps,
     describe_stages,
     list_backbones,
 )
+from backbones.cosine import use_cosine_classifier
 
 # (name, create_backbone kwargs, input side); all inputs are tiny so the file stays fast.
 MODELS: list[tuple[str, dict[str, Any], int]] = [
@@ -271,3 +273,33 @@ def test_describe_stages_and_list_backbones() -> None:
     assert "resnet18" in names and all(n.startswith("resnet1") for n in names)
     assert "convnext_atto" in list_backbones()
     assert default_taps([{"module": "a", "num_chs": 1, "reduction": 1}]) == (0,)
+
+
+@pytest.mark.parametrize(("name", "kwargs", "size"), MODELS, ids=MODEL_IDS)
+def test_cosine_classifier_logits_are_cosines_of_the_pre_logits(name: str, kwargs: dict[str, Any], size: int) -> None:
+    bb = create_backbone(name, 3, taps=(), cosine_classifier=True, **kwargs).eval()
+    head = bb.model.get_classifier()
+    assert isinstance(head, CosineClassifier)
+    with torch.no_grad():
+        logits, features = bb.embed(torch.randn(2, 3, size, size))
+        by_hand = torch.stack(
+            [torch.stack([torch.dot(f, w) / (f.norm() * w.norm()) for w in head.weight]) for f in features]
+        )
+        plain_logits, _ = bb(torch.randn(2, 3, size, size))
+    torch.testing.assert_close(logits, by_hand, rtol=1e-5, atol=1e-5)
+    assert plain_logits.abs().max() <= 1 + 1e-6
+
+
+def test_cosine_classifier_trains_its_weights() -> None:
+    bb = create_backbone("resnet18", 2, taps=(), cosine_classifier=True)
+    logits, _ = bb(torch.randn(2, 3, 32, 32))
+    logits[:, 0].sum().backward()
+    assert bb.model.get_classifier().weight.grad is not None
+    assert bb.model.get_classifier().weight.grad.abs().sum() > 0
+
+
+def test_cosine_classifier_needs_a_linear_head() -> None:
+    model = timm.create_model("resnet18", num_classes=2)
+    model.fc = nn.Identity()
+    with pytest.raises(BackboneError, match="not a linear layer"):
+        use_cosine_classifier(model, "resnet18")

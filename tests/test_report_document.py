@@ -183,3 +183,15 @@ def test_settings_table_lists_differing_values(fake_runs: Path) -> None:
 def test_safe_name() -> None:
     assert safe_name("hf-hub:timm/resnet18.a1_in1k") == "hf-hub_timm_resnet18.a1_in1k"
     assert safe_name("fscl+os") == "fscl+os"
+
+
+def test_settings_table_shows_a_loss_setting_only_for_grids_that_use_it(fake_runs: Path) -> None:
+    records = collect_runs(fake_runs).records
+    assert not any(line.startswith(("| focal_gamma", "| drw_epoch")) for line in settings_table(records))
+    template = records[0].__dict__
+    focal = records[0].__class__(**{**template, "method": "focal+os", "config": {"focal_gamma": 1.5}})
+    older = records[0].__class__(**{**template, "method": "ldam+drs", "config": {}})  # written before the settings
+    table = settings_table([*records, focal, older])
+    assert "| focal_gamma | 1.5 |" in table
+    assert "| drw_epoch | default |" in table and "| ldam_scale | 30.0 |" in table
+    assert not any(line.startswith("| la_tau") for line in table)

@@ -19,7 +19,14 @@ from bench.data.augment import (
 from bench.data.cache import decode_split_cached
 from bench.data.decode import DecodedImages, ImageStack, decode_split, read_image, resize_square
 from bench.data.errors import DataError
-from bench.data.loader import ArrayDataset, balanced_weights, create_loader, resolve_workers
+from bench.data.loader import (
+    ArrayDataset,
+    balanced_weights,
+    create_loader,
+    oversampled_size,
+    resolve_workers,
+    set_loader_epoch,
+)
 from bench.data.sources import (
     BUILTIN_SOURCES,
     DatasetSource,
@@ -28,7 +35,7 @@ from bench.data.sources import (
     load_task_file,
     open_source,
 )
-from bench.data.subsample import TaskSubset, subsample_task
+from bench.data.subsample import LongTailSubset, TaskSubset, long_tail_counts, subsample_long_tail, subsample_task
 
 __all__ = [
     "BUILTIN_SOURCES",
@@ -38,6 +45,7 @@ __all__ = [
     "DecodedImages",
     "ImageSplit",
     "ImageStack",
+    "LongTailSubset",
     "TaskSubset",
     "balanced_weights",
     "compute_channel_stats",
@@ -49,10 +57,14 @@ __all__ = [
     "decode_split_cached",
     "default_cache_dir",
     "load_task_file",
+    "long_tail_counts",
     "open_source",
+    "oversampled_size",
     "read_image",
     "resize_square",
     "resolve_workers",
     "seed_transform",
+    "set_loader_epoch",
+    "subsample_long_tail",
     "subsample_task",
 ]

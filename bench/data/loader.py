@@ -5,12 +5,12 @@ from __future__ import annotations
 import copy
 import os
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, WeightedRandomSampler
 
 from bench.data.augment import seed_transform
 from bench.data.decode import ImageStack
@@ -67,6 +67,42 @@ def balanced_weights(labels: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(1.0 / counts[labels])
 
 
+def oversampled_size(class_counts: Sequence[int]) -> int:
+    """Items per epoch when every class is oversampled to the largest: C x max count (a long-tailed task's `os`)."""
+    return len(class_counts) * max(class_counts)
+
+
+class DeferredSampler(Sampler[int]):
+    """``before`` until epoch ``start_epoch`` (1-based), ``after`` from it on; :meth:`set_epoch` names the next
+    epoch. With a plain shuffle before and oversampling after, this is deferred re-sampling (Cao et al. 2019)."""
+
+    def __init__(self, before: Sampler[int], after: Sampler[int], start_epoch: int) -> None:
+        self.before = before
+        self.after = after
+        self.start_epoch = start_epoch
+        self.epoch = 1
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    @property
+    def current(self) -> Sampler[int]:
+        return self.after if self.epoch >= self.start_epoch else self.before
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.current)
+
+    def __len__(self) -> int:
+        return len(self.current)  # type: ignore[arg-type]
+
+
+def set_loader_epoch(loader: DataLoader, epoch: int) -> None:
+    """Tell an epoch-dependent sampler (``oversample_from``) the 1-based epoch about to be loaded."""
+    set_epoch = getattr(loader.sampler, "set_epoch", None)
+    if set_epoch is not None:
+        set_epoch(epoch)
+
+
 def create_loader(
     images: np.ndarray | ImageStack,
     labels: np.ndarray,
@@ -76,6 +112,8 @@ def create_loader(
     batch_size: int,
     train: bool,
     oversample: bool = False,
+    oversample_to: int | None = None,
+    oversample_from: int | None = None,
     workers: int = 0,
     seed: int = 0,
     pin_memory: bool = False,
@@ -85,7 +123,9 @@ def create_loader(
     images uint8 [N, H, W, 3] and labels int64 [N] are read through indices int64 [M] (default: all N), as
     images[indices] would be, without copying them. train: reshuffled every epoch from a torch.Generator seeded
     by `seed`. oversample (train only): sample M items with replacement, weights 1 / class count, so classes come
-    out 1:1 on average.
+    out 1:1 on average; `oversample_to` items per epoch instead of M when given (e.g. `oversampled_size`).
+    oversample_from (with oversample): the first epoch (1-based) that oversamples; before it the usual shuffle
+    (deferred re-sampling); call `set_loader_epoch` before each epoch.
     workers > 0: persistent workers, prefetch 4, each seeding numpy, random and its transform from
     torch.initial_seed(); workers == 0: the transform is seeded from `seed`. Eval (train=False): fixed
     order, no sampler; `oversample` is ignored.
@@ -100,8 +140,13 @@ def create_loader(
     sampler = None
     if train and oversample:
         sampler = WeightedRandomSampler(
-            balanced_weights(dataset.labels), num_samples=len(dataset), replacement=True, generator=generator
+            balanced_weights(dataset.labels),
+            num_samples=len(dataset) if oversample_to is None else int(oversample_to),
+            replacement=True,
+            generator=generator,
         )
+        if oversample_from is not None:  # the same RandomSampler as shuffle=True, so early epochs match `ce`
+            sampler = DeferredSampler(RandomSampler(dataset, generator=generator), sampler, oversample_from)
     if workers == 0:
         seed_transform(transform, seed)
     extra: dict[str, Any] = {}

@@ -1,0 +1,111 @@
+"""``bench run --dry-run``: the grid and what --out already holds, and a cost estimate whose arithmetic is checked
+by hand against a fixed step time; nothing is trained or written."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bench import cli
+from bench import dry_run as dry_run_module
+from bench.plan import plan_run
+from bench.results import RunFolder
+from bench.speed import StepFigures
+
+runner = CliRunner()
+# digits "fine" is 1 vs 8; 20 majority images: ratio 1 -> 20 + 20 = 40 images (3 steps of 16), 0.1 -> 20 + 2 = 22
+# images (2 steps).
+GRID = ["--task", "fine", "--ratios", "1,0.1", "--methods", "ce,fscl", "--seeds", "2", "--epochs", "3",
+        "--img-size", "16", "--majority-count", "20", "--batch-size", "16", "--backbone", "test_resnet"]  # fmt: skip
+CE_STEP, FSCL_STEP = 0.5, 0.75  # seconds per step, without and with the similarity loss's taps
+
+
+@pytest.fixture
+def timed(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int, int]]:
+    """Replace the timed steps by fixed times; record what was timed (backbone, image size, batch size)."""
+    calls: list[tuple[str, int, int]] = []
+
+    def fake_measure_steps(backbone: str, img_size: int, batch_size: int, setup: object, **kwargs: object):
+        calls.append((backbone, img_size, batch_size))
+        return StepFigures(img_size, batch_size, minimal=0.1, harness_ce=CE_STEP, harness_fscl=FSCL_STEP)
+
+    monkeypatch.setattr(dry_run_module, "measure_steps", fake_measure_steps)
+    return calls
+
+
+def finish_some(out: Path, seeds: int) -> list[str]:
+    """Write a finished result for every cell of the grid with seed < ``seeds`` (as a completed run would)."""
+    options = {"ratios": "1,0.1", "methods": "ce,fscl", "seeds": 2, "epochs": 3, "img_size": 16,
+               "majority_count": 20, "batch_size": 16, "backbones": "test_resnet"}  # fmt: skip
+    plan = plan_run(data=None, config_path=None, task_names=("fine",), classes=None, options=options)
+    done = []
+    for cell in plan.spec.cells():
+        if cell.seed < seeds:
+            RunFolder(out / cell.run_id).finish(cell, {"status": "finished", "failure": None, "metrics": {}})
+            done.append(cell.run_id)
+    return done
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
+
+
+def test_dry_run_trains_and_writes_nothing(tmp_path: Path, timed: list) -> None:
+    out = tmp_path / "runs"
+    result = runner.invoke(cli.app, ["run", *GRID, "--dry-run", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert not out.exists()
+    assert f"dry run: 8 runs in the grid, 0 finished in {out}, 8 to train" in result.output
+    assert "done " not in result.output
+    assert timed == [("test_resnet", 16, 16)]  # one timing per backbone, at the grid's image and batch size
+
+
+def test_dry_run_counts_the_runs_a_partly_finished_out_holds(tmp_path: Path, timed: list) -> None:
+    out = tmp_path / "runs"
+    assert len(finish_some(out, seeds=1)) == 4
+    before = snapshot(out)
+    result = runner.invoke(cli.app, ["run", *GRID, "--dry-run", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert snapshot(out) == before  # not a file added, changed or locked
+    assert f"dry run: 8 runs in the grid, 4 finished in {out}, 4 to train" in result.output
+    rows = [line for line in result.output.splitlines() if line.startswith("| fine ")]
+    assert rows == [
+        "| fine | test_resnet | ce | 1 | 2 | 1 | 1 | 40 | 1.5 |",
+        "| fine | test_resnet | fscl | 1 | 2 | 1 | 1 | 40 | 2.2 |",
+        "| fine | test_resnet | ce | 0.1 | 2 | 1 | 1 | 22 | 1.0 |",
+        "| fine | test_resnet | fscl | 0.1 | 2 | 1 | 1 | 22 | 1.5 |",
+    ]
+    finish_some(out, seeds=2)
+    again = runner.invoke(cli.app, ["run", *GRID, "--dry-run", "--out", str(out)])
+    assert "8 finished" in again.output and "every run is finished; nothing to estimate" in again.output
+
+
+def test_estimate_arithmetic_by_hand(tmp_path: Path, timed: list) -> None:
+    # Per seed, 3 epochs of: ce r1 3 x 0.5 + fscl r1 3 x 0.75 + ce r0.1 2 x 0.5 + fscl r0.1 2 x 0.75 = 6.25 s an
+    # epoch -> 18.75 s; two seeds 37.5 s. The longest run is fscl at ratio 1: 3 epochs x 2.25 s = 6.75 s.
+    result = runner.invoke(cli.app, ["run", *GRID, "--dry-run", "--parallel", "3", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.output.splitlines() if line.startswith("estimate:"))
+    assert line == (
+        "estimate: 8 runs, 24 epochs, 37.5 s of training (0.01 h); wall time with 3 parallel workers: 12.5 s"
+    )
+    options = {"ratios": "1,0.1", "methods": "ce,fscl", "seeds": 2, "epochs": 3, "img_size": 16,
+               "majority_count": 20, "batch_size": 16, "backbones": "test_resnet"}  # fmt: skip
+    plan = plan_run(data=None, config_path=None, task_names=("fine",), classes=None, options=options)
+    from bench.device import resolve_device
+
+    setup = resolve_device("cpu")
+    wide = dry_run_module.estimate_grid(plan.spec, plan.source, tmp_path / "r", setup, parallel=8, threads=1)
+    assert wide.total_seconds == pytest.approx(37.5)
+    assert wide.wall_seconds == pytest.approx(6.75)  # 8 workers: bounded by the longest run, not 37.5 / 8
+    assert sorted({cost.steps_per_epoch for cost in wide.remaining}) == [2, 3]
+
+
+def test_default_parallel_comes_from_the_executor_and_this_machine() -> None:
+    cores = os.cpu_count() or 1
+    assert dry_run_module.default_parallel("local", 1.0, None) == 1
+    assert dry_run_module.default_parallel("ray", 1.0, 0.0) == cores
+    assert dry_run_module.default_parallel("ray", 2.0, 0.0) == max(1, cores // 2)

@@ -1,0 +1,98 @@
+"""End to end: `bench run --task lt` on the bundled digits (10 classes) with two tiny backbones, then `bench report`
+with the many-class columns and `bench report --ensemble` with the soft-voting row."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from bench import cli
+from bench.data import long_tail_counts
+from bench.data.digits import open_digits
+
+runner = CliRunner()
+TINY = ["--epochs", "1", "--img-size", "16", "--majority-count", "150", "--batch-size", "32", "--seeds", "1"]
+DIGITS = [str(d) for d in range(10)]
+
+
+@pytest.fixture(scope="module")
+def lt_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """digits-LT at ratio 0.1, ce, on test_resnet and test_efficientnet (two runs, trained once for the module)."""
+    out = tmp_path_factory.mktemp("lt") / "runs"
+    result = runner.invoke(cli.app, ["run", "--task", "lt", "--ratios", "0.1", "--methods", "ce", *TINY,
+                                     "--backbones", "test_resnet,test_efficientnet", "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_lt_run_records_the_profile_and_many_class_metrics(lt_dir: Path) -> None:
+    run = lt_dir / "lt__test_resnet__ce__r0.1__s0"
+    result = json.loads((run / "result.json").read_text())
+    source = open_digits()
+    available = [len(source.train.indices_of(c)) for c in DIGITS]
+    expected = long_tail_counts(available, majority_count=150, ratio=0.1)  # head capped at the 0s there are
+    assert result["classes"] == DIGITS and list(result["train_counts"]) == DIGITS
+    assert tuple(result["train_counts"].values()) == expected and expected[0] == available[0]
+    assert result["test_counts"] == {c: len(source.test.indices_of(c)) for c in DIGITS}  # test split untouched
+    assert result["actual_ratio"] == round(expected[-1] / expected[0], 6)
+    subset = json.loads((run / "subset.json").read_text())
+    assert list(subset) == DIGITS and [len(subset[c]) for c in DIGITS] == list(expected)
+    metrics = result["metrics"]
+    assert {"test_many_acc", "test_medium_acc", "test_few_acc", "test_top5_acc", "test_map5", "test_macro_f1"} <= set(
+        metrics
+    )
+    assert "test_minority_acc" not in metrics and len(metrics["test_per_class_acc"]) == 10
+    assert metrics["test_balanced_acc"] == pytest.approx(np.mean(metrics["test_per_class_acc"]))
+    with np.load(run / "test_outputs.npz") as outputs:
+        assert outputs["logits"].shape == (len(source.test), 10)
+        assert np.bincount(outputs["labels"]).tolist() == list(result["test_counts"].values())
+
+
+def test_report_shows_many_medium_few_columns(lt_dir: Path, tmp_path: Path) -> None:
+    result = runner.invoke(cli.app, ["report", str(lt_dir), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    report = (tmp_path / "report.md").read_text()
+    for title in ("### Balanced accuracy", "### Many-shot accuracy", "### Medium-shot accuracy",
+                  "### Few-shot accuracy", "### Top-5 accuracy", "### MAP@5", "### Macro F1"):  # fmt: skip
+        assert title in report
+    assert "### Minority-class accuracy" not in report
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "leaderboard.csv").read_text())))
+    assert len(rows) == 2 and rows[0]["minority_class"] == "9"
+    metrics = json.loads((lt_dir / "lt__test_resnet__ce__r0.1__s0" / "result.json").read_text())["metrics"]
+    row = next(r for r in rows if r["backbone"] == "test_resnet")
+    assert float(row["test_few_acc_mean"]) == pytest.approx(metrics["test_few_acc"], abs=1e-5)
+    assert (tmp_path / "figures" / "lt__test_resnet" / "accuracy_vs_ratio.png").is_file()
+
+
+def test_report_ensemble_adds_the_soft_voting_row(lt_dir: Path, tmp_path: Path) -> None:
+    result = runner.invoke(cli.app, ["report", str(lt_dir), "--out", str(tmp_path), "--ensemble"])
+    assert result.exit_code == 0, result.output
+    assert "## lt — ens(test_efficientnet+test_resnet)" in result.output
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "leaderboard.csv").read_text())))
+    (row,) = [r for r in rows if r["backbone"] == "ens(test_efficientnet+test_resnet)"]
+    assert row["method"] == "ce" and row["n"] == "1" and 0 <= float(row["test_balanced_acc_mean"]) <= 1
+    # by hand from the two runs' saved logits
+    probabilities = []
+    for backbone in ("test_resnet", "test_efficientnet"):
+        with np.load(lt_dir / f"lt__{backbone}__ce__r0.1__s0" / "test_outputs.npz") as outputs:
+            logits, labels = outputs["logits"].astype(np.float64), outputs["labels"]
+        exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probabilities.append(exp / exp.sum(axis=1, keepdims=True))
+    predictions = np.mean(probabilities, axis=0).argmax(axis=1)
+    balanced = np.mean([(predictions[labels == c] == c).mean() for c in range(10)])
+    assert float(row["test_balanced_acc_mean"]) == pytest.approx(balanced, abs=1e-5)
+
+
+def test_metric_learning_runs_report_knn_accuracy_beside_the_classifier(tmp_path: Path) -> None:
+    result = runner.invoke(cli.app, ["run", "--task", "lt", "--ratios", "0.1", "--methods", "triplet", *TINY,
+                                     "--backbone", "test_resnet", "--out", str(tmp_path)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "lt__test_resnet__triplet__r0.1__s0" / "result.json").read_text())["metrics"]
+    assert 0 <= metrics["test_knn_acc"] <= 1 and "test_acc" in metrics
+    assert "### kNN accuracy" in (tmp_path / "leaderboard.md").read_text()
