@@ -96,26 +96,26 @@ def run(
         typer.Option(help="A task by its two class names: MAJORITY MINORITY.", show_default=False),
     ] = None,
     config: Annotated[
-        Path | None, typer.Option(help="TOML file: data = ..., [tasks.NAME] classes = [...], and any option below.")
+        Path | None, typer.Option(help="TOML file: data = ..., \\[tasks.NAME] classes = [...], and any option below.")
     ] = None,
     ratios: Annotated[
         str | None,
-        typer.Option(help="Minority/majority training-image ratios in (0, 1]. [paper: 1,0.1,0.01,0.005,0.001]"),
+        typer.Option(help="Minority/majority training-image ratios in (0, 1]. \\[paper: 1,0.1,0.01,0.005,0.001]"),
     ] = None,
     methods: Annotated[
         str | None,
-        typer.Option(help="Methods, comma-separated; combine parts with + (bench methods). [ce,os,cb,fscl,fscl+os]"),
+        typer.Option(help="Methods, comma-separated; combine parts with + (bench methods). \\[ce,os,cb,fscl,fscl+os]"),
     ] = None,
-    seeds: Annotated[int | None, typer.Option(help="Run seeds 0..N-1. [paper: 10]")] = None,
-    backbone: Annotated[str | None, typer.Option(help="A timm model name (bench backbones). [resnet18]")] = None,
+    seeds: Annotated[int | None, typer.Option(help="Run seeds 0..N-1. \\[paper: 10]")] = None,
+    backbone: Annotated[str | None, typer.Option(help="A timm model name (bench backbones). \\[resnet18]")] = None,
     backbones: Annotated[str | None, typer.Option(help="Several timm model names, comma-separated.")] = None,
     stages: Annotated[
-        str | None, typer.Option(help="Stage indices to tap for the similarity loss (bench stages NAME). [last two]")
+        str | None, typer.Option(help="Stage indices to tap for the similarity loss (bench stages NAME). \\[last two]")
     ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Training epochs. [paper: 100]")] = None,
-    img_size: Annotated[int | None, typer.Option(help="Square input size in pixels. [paper: 224]")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs. \\[paper: 100]")] = None,
+    img_size: Annotated[int | None, typer.Option(help="Square input size in pixels. \\[paper: 224]")] = None,
     majority_count: Annotated[
-        int | None, typer.Option(help="Majority-class training images (capped at what exists). [paper: 10000]")
+        int | None, typer.Option(help="Majority-class training images (capped at what exists). \\[paper: 10000]")
     ] = None,
     batch_size: Annotated[int | None, typer.Option(help="Batch size. [64]")] = None,
     lr: Annotated[float | None, typer.Option(help="Adam learning rate. [1e-3]")] = None,
@@ -131,7 +131,7 @@ def run(
         float | None, typer.Option(help="Focal gamma of the class-balanced loss (--cb-kind focal). [0]")
     ] = None,
     cb_kind: Annotated[
-        str | None, typer.Option(help="Class-balanced loss kind: softmax, sigmoid or focal. [softmax]")
+        str | None, typer.Option(help="Class-balanced loss kind: softmax, sigmoid or focal. \\[softmax]")
     ] = None,
     focal_gamma: Annotated[float | None, typer.Option(help="Gamma of the focal loss (method focal). [2]")] = None,
     ldam_max_margin: Annotated[
@@ -155,13 +155,15 @@ def run(
     randaug_ops: Annotated[int | None, typer.Option(help="RandAugment-style ops per image. [2]")] = None,
     randaug_magnitude: Annotated[int | None, typer.Option(help="RandAugment-style magnitude, 0-30. [9]")] = None,
     pretrained: Annotated[
-        bool | None, typer.Option("--pretrained/--scratch", help="Start from timm's weights (downloads). [scratch]")
+        bool | None, typer.Option("--pretrained/--scratch", help="Start from timm's weights (downloads). \\[scratch]")
     ] = None,
     pretrained_file: Annotated[
         Path | None, typer.Option(help="Start from a local timm-compatible checkpoint (offline clusters).")
     ] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps. [auto]")] = None,
-    amp: Annotated[str | None, typer.Option(help="auto (bf16 on CUDA, off on CPU), off, bf16 or fp16. [auto]")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps. \\[auto]")] = None,
+    amp: Annotated[
+        str | None, typer.Option(help="auto (bf16 on CUDA, off on CPU), off, bf16 or fp16. \\[auto]")
+    ] = None,
     workers: Annotated[
         int | None, typer.Option(help="Data-loader worker processes. [0 on <= 2 cores, else cores - 1]")
     ] = None,
@@ -169,16 +171,16 @@ def run(
         bool | None,
         typer.Option(
             "--compile/--no-compile",
-            help="torch.compile the model's training forward (pays off on long GPU runs; ~1 min to compile). [off]",
+            help="torch.compile the model's training forward (pays off on long GPU runs; ~1 min to compile). \\[off]",
         ),
     ] = None,
     executor: Annotated[
         str | None,
-        typer.Option(help="local (runs one after another in this process) or ray (a Ray task per run). [local]"),
+        typer.Option(help="local (runs one after another in this process) or ray (a Ray task per run). \\[local]"),
     ] = None,
     ray_address: Annotated[
         str | None,
-        typer.Option(help="With --executor ray: auto or HOST:PORT joins a cluster. [start a local instance]"),
+        typer.Option(help="With --executor ray: auto or HOST:PORT joins a cluster. \\[start a local instance]"),
     ] = None,
     gpus_per_run: Annotated[
         float | None,
@@ -198,7 +200,7 @@ def run(
         typer.Option(help="With --dry-run: runs at once, for the wall time. [1; with ray, what fits here]", min=1),
     ] = None,
     out: Annotated[
-        Path | None, typer.Option(help="Output folder; re-running into it resumes. [runs/<timestamp>]")
+        Path | None, typer.Option(help="Output folder; re-running into it resumes. \\[runs/<timestamp>]")
     ] = None,
     cache_dir: Annotated[
         Path | None,
@@ -256,7 +258,7 @@ def run(
 def report(
     runs_dir: Annotated[Path, typer.Argument(help="A folder of run folders written by bench run.")],
     out: Annotated[
-        Path | None, typer.Option(help="Where to write report.md, the CSV files and figures/. [RUNS_DIR]")
+        Path | None, typer.Option(help="Where to write report.md, the CSV files and figures/. \\[RUNS_DIR]")
     ] = None,
     ensemble: Annotated[
         bool,
@@ -293,13 +295,13 @@ def report(
 @app.command()
 def doctor(
     data: Annotated[str | None, typer.Option(help="Data set: an ImageFolder root, 'cifar10' or 'digits'.")] = None,
-    task: Annotated[str | None, typer.Option(help="Task preset(s) to check, comma-separated. [every preset]")] = None,
+    task: Annotated[str | None, typer.Option(help="Task preset(s) to check, comma-separated. \\[every preset]")] = None,
     classes: Annotated[
         tuple[str, str] | None,
         typer.Option(help="A task by its two class names: MAJORITY MINORITY.", show_default=False),
     ] = None,
     config: Annotated[Path | None, typer.Option(help="TOML file as for bench run (data, tasks, options).")] = None,
-    ratios: Annotated[str | None, typer.Option(help="Ratios to check. [paper: 1,0.1,0.01,0.005,0.001]")] = None,
+    ratios: Annotated[str | None, typer.Option(help="Ratios to check. \\[paper: 1,0.1,0.01,0.005,0.001]")] = None,
     majority_count: Annotated[int | None, typer.Option(help="Majority-class training images. [10000]")] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Where downloaded data sets go.")] = None,
 ) -> None:
@@ -349,14 +351,14 @@ def speed(
     data: Annotated[
         str | None, typer.Option(help="An ImageFolder root: also time epochs on its files (cache vs torchvision).")
     ] = None,
-    task: Annotated[str | None, typer.Option(help="Task preset whose two classes the epochs use. [fine]")] = None,
+    task: Annotated[str | None, typer.Option(help="Task preset whose two classes the epochs use. \\[fine]")] = None,
     classes: Annotated[
         tuple[str, str] | None,
         typer.Option(help="Or the epochs' two class names: MAJORITY MINORITY.", show_default=False),
     ] = None,
     per_class: Annotated[int, typer.Option(help="Training images per class in a timed epoch.", min=1)] = 1000,
     epoch_workers: Annotated[
-        int | None, typer.Option(help="Loader workers for the timed epochs. [as bench run]")
+        int | None, typer.Option(help="Loader workers for the timed epochs. \\[as bench run]")
     ] = None,
     memory_images: Annotated[
         int, typer.Option(help="With --data: peak memory of training over this many cached images (0: skip).", min=0)

@@ -200,3 +200,19 @@ def test_listing_commands() -> None:
     assert "resnet18" in invoke("backbones", "resnet1*").output.split()
     tasks = invoke("tasks").output
     assert "task fine: majority 1, minority 8" in tasks
+
+
+@pytest.mark.parametrize(
+    ("command", "shown"),
+    [
+        ("run", ["[paper: 100]", "[local]", "[runs/<timestamp>]", "[tasks.NAME]", "[auto]"]),
+        ("doctor", ["[every preset]"]),
+        ("report", ["[RUNS_DIR]"]),
+    ],
+)
+def test_help_shows_the_bracketed_defaults(command: str, shown: list[str]) -> None:
+    """Rich markup would take "[local]" for a style tag and print nothing; the defaults must reach the user."""
+    result = CliRunner().invoke(cli.app, [command, "--help"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0
+    for text in shown:
+        assert text in result.output, text
