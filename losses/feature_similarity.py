@@ -31,6 +31,15 @@ def similarity_loss(feature: torch.Tensor, labels: torch.Tensor, eps: float = 1e
     return (sim - target).pow(2).mean()
 
 
+def feature_list(features: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """One tensor or a non-empty sequence of tensors -> a list (ValueError when empty)."""
+    if isinstance(features, torch.Tensor):
+        return [features]
+    if len(features) == 0:
+        raise ValueError("features must contain at least one tensor")
+    return list(features)
+
+
 class FeatureSimilarityLoss(nn.Module):
     """Feature-similarity loss of the KCC 2025 paper, summed over the given features (unweighted).
 
@@ -46,9 +55,6 @@ class FeatureSimilarityLoss(nn.Module):
 
     def forward(self, features: torch.Tensor | Sequence[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
         """features: one tensor or a sequence of [B, D] / [B, C, H, W]; labels [B] -> scalar float32."""
-        if isinstance(features, torch.Tensor):
-            features = [features]
-        if len(features) == 0:
-            raise ValueError("features must contain at least one tensor")
+        features = feature_list(features)
         losses = [similarity_loss(f, labels, self.eps) for f in features]
         return torch.stack(losses).sum()

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from losses.feature_similarity import pool_feature
+from losses.feature_similarity import feature_list, pool_feature
 
 
 def supervised_contrastive_loss(embeddings: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -51,10 +51,7 @@ class SupConLoss(nn.Module):
 
     def forward(self, features: torch.Tensor | Sequence[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
         """features: one tensor or a sequence of [B, D] / [B, D, H, W] (the last is used); labels [B] -> scalar."""
-        if isinstance(features, torch.Tensor):
-            features = [features]
-        if len(features) == 0:
-            raise ValueError("features must contain at least one tensor")
+        features = feature_list(features)
         embeddings = self.projection(pool_feature(features[-1]))
         return supervised_contrastive_loss(embeddings, labels, self.temperature)
 

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from losses.feature_similarity import pool_feature
+from losses.feature_similarity import feature_list, pool_feature
 
 
 def batch_hard_triplet_loss(features: torch.Tensor, labels: torch.Tensor, margin: float) -> torch.Tensor:
@@ -46,10 +46,7 @@ class TripletLoss(nn.Module):
 
     def forward(self, features: torch.Tensor | Sequence[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
         """features: one tensor or a sequence of [B, D] / [B, D, H, W] (the last is used); labels [B] -> scalar."""
-        if isinstance(features, torch.Tensor):
-            features = [features]
-        if len(features) == 0:
-            raise ValueError("features must contain at least one tensor")
+        features = feature_list(features)
         return batch_hard_triplet_loss(pool_feature(features[-1]), labels, self.margin)
 
     def extra_repr(self) -> str:
