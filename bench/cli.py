@@ -420,6 +420,61 @@ def speed(
         typer.echo(f"wrote {json_out}", err=True)
 
 
+@app.command("cache")
+def cache(
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="The cache folder bench run used. [$BENCH_CACHE or ~/.cache/bench]")
+    ] = None,
+    unused: Annotated[
+        float | None, typer.Option(help="Remove entries no run has read for this many days.", min=0)
+    ] = None,
+    orphaned: Annotated[
+        bool, typer.Option("--orphaned", help="Remove entries whose image folder no longer exists.")
+    ] = False,
+    clear: Annotated[bool, typer.Option("--clear", help="Remove every decoded entry.")] = False,
+) -> None:
+    """List the decode cache (split folder, class, size, images, disk, last use) and remove entries that are no
+    longer wanted; temporary folders left by killed builders are removed whenever something is removed."""
+    import time
+
+    from bench.data import default_cache_dir
+    from bench.data.cache_admin import remove_entries, remove_leftovers, scan, select_for_removal
+
+    folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    if cache_dir is not None and not folder.is_dir():
+        fail(f"--cache-dir {folder} is not a folder; give the folder bench run used")
+    entries, leftovers = scan(folder)
+    now = time.time()
+    mib = 2**20
+    if clear or unused is not None or orphaned:
+        chosen = select_for_removal(entries, everything=clear, unused_days=unused, orphaned=orphaned, now=now)
+        try:
+            freed = remove_entries(chosen) + remove_leftovers(leftovers, now)
+        except OSError as error:
+            fail(f"cannot remove from {folder}: {error.strerror or error}; check its permissions")
+        left = len(entries) - len(chosen)
+        typer.echo(f"removed {len(chosen)} entries and freed {freed / mib:.1f} MiB; {left} entries left in {folder}")
+        return
+    if not entries and not leftovers:
+        typer.echo(f"the decode cache in {folder} is empty")
+        return
+    typer.echo(f"decode cache in {folder}/decoded")
+    typer.echo("| split folder | class | img px | images | MiB | last used |")
+    typer.echo("|:---|:---|---:|---:|---:|:---|")
+    for entry in entries:
+        where = entry.root or "(unreadable entry)"
+        if entry.root and entry.orphaned:
+            where += " (gone)"
+        used = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.last_used))
+        typer.echo(f"| {where} | {entry.name} | {entry.img_size} | {entry.images} | {entry.bytes / mib:.1f} | {used} |")
+    total = sum(e.bytes for e in entries)
+    typer.echo(f"{len(entries)} entries, {total / mib:.1f} MiB")
+    if leftovers:
+        size = sum(item.bytes for item in leftovers)
+        stale = sum(item.abandoned(now) for item in leftovers)
+        typer.echo(f"{len(leftovers)} temporary folders ({size / mib:.1f} MiB), {stale} of them abandoned")
+
+
 @app.command("methods")
 def list_methods() -> None:
     """List the method components; combine them with + (e.g. fscl+os, cb+fscl)."""

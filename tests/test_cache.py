@@ -255,11 +255,13 @@ def test_bench_run_reuses_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
     first = run("first")
     assert len(read) == 22 and len(entries(cache)) == 4  # 2 classes x (train, test)
-    listing = {p: p.stat().st_mtime_ns for p in (cache / "decoded").rglob("*")}
+    listing = {p: p.stat().st_mtime_ns for p in (cache / "decoded").rglob("*") if p.name != "meta.json"}
     second = run("second")
     assert len(read) == 22  # nothing decoded
     uncached = run("uncached", "--no-decode-cache")
     assert len(read) == 44
-    assert {p: p.stat().st_mtime_ns for p in (cache / "decoded").rglob("*")} == listing
+    # nothing rewritten (meta.json's time is the entry's last use, refreshed by every read)
+    assert {p: p.stat().st_mtime_ns for p in (cache / "decoded").rglob("*") if p.name != "meta.json"} == listing
+    assert len(list((cache / "decoded").rglob("meta.json"))) == 4
     assert first["metrics"] == second["metrics"] == uncached["metrics"]  # same pixels, same numbers
     assert first["config"] == uncached["config"]  # the flag is not part of the run's identity

@@ -10,6 +10,7 @@ into place, so concurrent builders never leave a partial entry; an entry that is
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -190,6 +191,12 @@ def _discard(entry: Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
+def _mark_used(entry: Path) -> None:
+    """Refresh meta.json's modification time: `bench cache --unused DAYS` goes by it (a read-only cache stays as is)."""
+    with contextlib.suppress(OSError):
+        os.utime(entry / META)
+
+
 def load_class(
     files: ClassFiles,
     img_size: int,
@@ -204,6 +211,7 @@ def load_class(
     for _ in range(READ_ATTEMPTS):
         found = _read_entry(entry, files, img_size)
         if found is not None:
+            _mark_used(entry)
             return found
         _discard(entry)
         _publish(_build_entry(root, entry.name, files, img_size, threads, progress), entry)
