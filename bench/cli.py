@@ -346,8 +346,9 @@ def speed(
     img_size: Annotated[str, typer.Option(help="Image sizes in pixels, comma-separated.")] = "32,64",
     batch_size: Annotated[int, typer.Option(help="Images per training step.", min=1)] = 64,
     workers: Annotated[str, typer.Option(help="Loader worker counts to time the input pipeline with. [0..cores]")] = "",
-    steps: Annotated[int, typer.Option(help="Training steps per timed round.", min=1)] = 10,
-    rounds: Annotated[int, typer.Option(help="Timed rounds per step kind (the median is kept).", min=1)] = 5,
+    steps: Annotated[
+        int, typer.Option(help="Timed training steps of each kind, interleaved one by one (medians kept).", min=1)
+    ] = 40,
     data: Annotated[
         str | None, typer.Option(help="An ImageFolder root: also time epochs on its files (cache vs torchvision).")
     ] = None,
@@ -358,8 +359,15 @@ def speed(
     ] = None,
     per_class: Annotated[int, typer.Option(help="Training images per class in a timed epoch.", min=1)] = 1000,
     epoch_workers: Annotated[
-        int | None, typer.Option(help="Loader workers for the timed epochs. \\[as bench run]")
-    ] = None,
+        str,
+        typer.Option(
+            help="Loader worker counts for the timed epochs, comma-separated; the first also for the memory "
+            "measurement. \\[as bench run]"
+        ),
+    ] = "",
+    epoch_rounds: Annotated[
+        int, typer.Option(help="Timed epochs of each kind, alternating (the median is kept).", min=1)
+    ] = 3,
     memory_images: Annotated[
         int, typer.Option(help="With --data: peak memory of training over this many cached images (0: skip).", min=0)
     ] = 0,
@@ -377,16 +385,21 @@ def speed(
     import os
 
     from bench.config import ConfigError, parse_names
+    from bench.data import resolve_workers
     from bench.device import resolve_device
     from bench.plan import plan_run
 
     try:
         sizes = [int(v) for v in img_size.split(",")]
         counts = [int(v) for v in workers.split(",")] if workers else list(range(min(os.cpu_count() or 1, 4) + 1))
+        epoch_counts = [int(v) for v in epoch_workers.split(",")] if epoch_workers else [resolve_workers(None)]
     except ValueError:
-        fail(f"--img-size and --workers take comma-separated whole numbers, got '{img_size}' and '{workers}'")
-    if min(sizes) < 8 or min(counts) < 0:
-        fail("--img-size values must be at least 8 and --workers values at least 0")
+        fail(
+            f"--img-size, --workers and --epoch-workers take comma-separated whole numbers, got '{img_size}', "
+            f"'{workers}' and '{epoch_workers}'"
+        )
+    if min(sizes) < 8 or min(counts + epoch_counts) < 0:
+        fail("--img-size values must be at least 8 and --workers and --epoch-workers values at least 0")
     try:
         if amp not in ("auto", "off", "bf16", "fp16"):
             raise ConfigError(f"--amp must be one of auto, off, bf16, fp16, got '{amp}'")
@@ -403,13 +416,12 @@ def speed(
             source, pair = plan.source, plan.spec.tasks[0][1]
             if source.train.paths is None:
                 raise ConfigError(f"--data {data} is held in memory, not files; epochs need an ImageFolder root")
-        from bench.data import resolve_workers
         from bench.speed import render, run_speed
 
         report = run_speed(
             backbone=backbone, img_sizes=sizes, batch_size=batch_size, setup=setup, workers=counts, steps=steps,
-            rounds=rounds, source=source, classes=pair, per_class=per_class,
-            epoch_workers=resolve_workers(epoch_workers), memory_images=memory_images, memory_size=memory_size,
+            source=source, classes=pair, per_class=per_class,
+            epoch_workers=epoch_counts, epoch_rounds=epoch_rounds, memory_images=memory_images, memory_size=memory_size,
             progress=lambda what: typer.echo(what, err=True),
         )  # fmt: skip
     except _user_errors() as error:

@@ -22,7 +22,7 @@ from bench.methods import parse_method
 from bench.metrics import MAJORITY, MINORITY
 from bench.speed import measure_steps
 
-TIMED_STEPS = 3  # training steps per timed round (one untimed warm-up round, one timed round per step kind)
+TIMED_STEPS = 3  # timed training steps of each kind (after one untimed warm-up step of each); the median is used
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ def estimate_grid(
     with torch_threads(threads):
         for backbone in dict.fromkeys(cell.backbone for cell in pending):
             figures = measure_steps(
-                backbone, settings.img_size, settings.batch_size, setup, steps=TIMED_STEPS, rounds=1,
+                backbone, settings.img_size, settings.batch_size, setup, steps=TIMED_STEPS, warmup=1,
                 stages=settings.stages,
             )  # fmt: skip
             step_seconds[(backbone, False)] = figures.harness_ce

@@ -30,7 +30,8 @@ def timed(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int, int]]:
 
     def fake_measure_steps(backbone: str, img_size: int, batch_size: int, setup: object, **kwargs: object):
         calls.append((backbone, img_size, batch_size))
-        return StepFigures(img_size, batch_size, minimal=0.1, harness_ce=CE_STEP, harness_fscl=FSCL_STEP)
+        return StepFigures(img_size, batch_size, minimal=0.1, harness_ce=CE_STEP, harness_fscl=FSCL_STEP,
+                           harness_over_minimal=0.1 / CE_STEP, fscl_over_ce=FSCL_STEP / CE_STEP)  # fmt: skip
 
     monkeypatch.setattr(dry_run_module, "measure_steps", fake_measure_steps)
     return calls

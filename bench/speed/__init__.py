@@ -7,15 +7,16 @@
 (d) with an ImageFolder data set: one epoch of the harness (task preparation included) with a cold decode cache,
     a warm one, and without the cache, against a plain torchvision ImageFolder + PIL + transforms loop.
 
-Steps (a) and (b) are timed in interleaved rounds and the median round is kept, so drift of the machine's load
-hits both alike. Everything here measures; nothing in it changes how ``bench run`` trains.
+Steps (a) and (b) are timed one step at a time, the three kinds interleaved, and the ratios are medians of the
+per-step paired ratios with a 95% interval, so drift of the machine's speed hits all kinds alike. Everything here
+measures; nothing in it changes how ``bench run`` trains.
 """
 
 from bench.speed.epochs import EpochFigures, EpochJob, PilFolder, count_decodes, measure_epochs
 from bench.speed.memory import MemoryFigures, link_images, measure_memory, memory_probe
 from bench.speed.pipeline import PipelineFigures, measure_pipeline
 from bench.speed.report import Progress, SpeedReport, render, run_speed, versions
-from bench.speed.steps import StepFigures, measure_steps
+from bench.speed.steps import StepFigures, measure_steps, median_interval, summarize_steps
 
 __all__ = [
     "EpochFigures",
@@ -32,8 +33,10 @@ __all__ = [
     "measure_memory",
     "measure_pipeline",
     "measure_steps",
+    "median_interval",
     "memory_probe",
     "render",
     "run_speed",
+    "summarize_steps",
     "versions",
 ]

@@ -31,18 +31,29 @@ from bench.task import prepare_task
 class EpochFigures:
     """Wall seconds of one training epoch over the same images, each way of feeding them."""
 
+    img_size: int
+    workers: int  # loader worker processes of both epochs
     images: int  # training images in the epoch
     cold_cache_prepare: float  # decode both classes of both splits into an empty cache
     warm_cache_prepare: float  # the same again: open the cache
     warm_cache_decodes: int  # image files decoded by the warm preparation (0 when the cache works)
     no_cache_prepare: float  # decode in memory (--no-decode-cache)
-    harness_epoch: float  # one CE epoch of the harness over the cached images
+    harness_epoch: float  # one CE epoch of the harness over the cached images (median of the rounds)
     torchvision_epoch: float  # ImageFolder-style PIL decode + torchvision transforms of every image, every epoch
+    harness_rounds: tuple[float, ...] = ()  # every timed round, in order (rounds alternate harness, torchvision)
+    torchvision_rounds: tuple[float, ...] = ()
+
+    @property
+    def round_ratios(self) -> tuple[float, ...]:
+        """torchvision epoch / harness epoch of each round (the two epochs of a round ran back to back)."""
+        return tuple(t / h for h, t in zip(self.harness_rounds, self.torchvision_rounds, strict=True))
 
     @property
     def torchvision_over_harness(self) -> float:
-        """How many times longer the torchvision epoch takes (target >= 1)."""
-        return self.torchvision_epoch / self.harness_epoch
+        """How many times longer the torchvision epoch takes (target >= 1): the median of the rounds' paired
+        ratios, or the ratio of the two epochs when no rounds are recorded."""
+        ratios = self.round_ratios
+        return float(np.median(ratios)) if ratios else self.torchvision_epoch / self.harness_epoch
 
 
 @contextlib.contextmanager
@@ -172,17 +183,28 @@ def measure_epochs(
     *,
     backbone: str,
     workers: int,
+    rounds: int = 1,
 ) -> EpochFigures:
-    """(d): task preparation with a cold cache, a warm cache and no cache; the harness's epoch (after the warm
-    preparation) and the torchvision loop's epoch."""
+    """(d): task preparation with a cold cache, a warm cache and no cache; ``rounds`` alternating rounds of the
+    harness's epoch (each after a warm preparation) and the torchvision loop's epoch, the median of each kept."""
     job = EpochJob(source, classes, img_size, batch_size, per_class, setup, backbone, workers)
+    harness: list[float] = []
+    plain: list[float] = []
+    warm: list[float] = []
     with tempfile.TemporaryDirectory(prefix="bench-speed-cache-") as cache:
         cold, _, images = _harness_epoch(job, Path(cache))
         with count_decodes() as decodes:
-            warm, epoch, _ = _harness_epoch(job, Path(cache))
+            for _ in range(rounds):
+                prepare, epoch, _ = _harness_epoch(job, Path(cache))
+                warm.append(prepare)
+                harness.append(epoch)
+                plain.append(_torchvision_epoch(job))
     no_cache = _prepare_seconds(source, classes, img_size)
-    plain = _torchvision_epoch(job)
-    return EpochFigures(images, cold, warm, decodes[0], no_cache, epoch, plain)
+    return EpochFigures(
+        img_size, workers, images, cold, float(np.median(warm)), decodes[0], no_cache,
+        harness_epoch=float(np.median(harness)), torchvision_epoch=float(np.median(plain)),
+        harness_rounds=tuple(harness), torchvision_rounds=tuple(plain),
+    )  # fmt: skip
 
 
 def _prepare_seconds(source: DatasetSource, classes: tuple[str, str], img_size: int) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -26,18 +27,14 @@ class SpeedReport:
     workers: tuple[int, ...]
     steps: list[StepFigures] = field(default_factory=list)
     pipelines: list[PipelineFigures] = field(default_factory=list)
-    epochs: dict[int, EpochFigures] = field(default_factory=dict)
+    epochs: list[EpochFigures] = field(default_factory=list)
     memory: MemoryFigures | None = None
     versions: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["steps"] = [
-            {**asdict(s), "harness_over_minimal": s.harness_over_minimal, "fscl_over_ce": s.fscl_over_ce}
-            for s in self.steps
-        ]
-        for size, figures in self.epochs.items():
-            data["epochs"][size]["torchvision_over_harness"] = figures.torchvision_over_harness
+        for row, figures in zip(data["epochs"], self.epochs, strict=True):
+            row["torchvision_over_harness"] = figures.torchvision_over_harness
         return data
 
 
@@ -45,15 +42,18 @@ def render(report: SpeedReport) -> list[str]:
     """The figures as Markdown lines: one table for the step, one for the pipeline, one for epochs."""
     lines = [f"bench speed: {report.backbone}, {report.device}", ""]
     lines += [
-        "| img px | batch | (a) minimal step | (b) harness CE | (b) harness CE + fscl | harness / minimal speed "
-        "| fscl / CE time |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| img px | batch | timed steps | (a) minimal step | (b) harness CE | (b) harness CE + fscl "
+        "| harness / minimal speed [95% interval] | fscl / CE time [95% interval] |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in report.steps:
         lines.append(
-            f"| {s.img_size} | {s.batch_size} | {s.minimal * 1e3:.1f} ms ({s.images_per_second(s.minimal):.0f} img/s) "
+            f"| {s.img_size} | {s.batch_size} | {s.steps} "
+            f"| {s.minimal * 1e3:.1f} ms ({s.images_per_second(s.minimal):.0f} img/s) "
             f"| {s.harness_ce * 1e3:.1f} ms ({s.images_per_second(s.harness_ce):.0f} img/s) "
-            f"| {s.harness_fscl * 1e3:.1f} ms | {s.harness_over_minimal:.3f} | {s.fscl_over_ce:.3f} |"
+            f"| {s.harness_fscl * 1e3:.1f} ms "
+            f"| {s.harness_over_minimal:.3f} {_interval(s.harness_over_minimal_interval)} "
+            f"| {s.fscl_over_ce:.3f} {_interval(s.fscl_over_ce_interval)} |"
         )
     if report.pipelines:
         steps = {s.img_size: s for s in report.steps}
@@ -65,23 +65,37 @@ def render(report: SpeedReport) -> list[str]:
                 ratio = f"{rate / step.images_per_second(step.harness_ce):.2f}" if step else "-"
                 lines.append(f"| {p.img_size} | {count} | {rate:.0f} | {ratio} |")
     if report.epochs:
-        lines += ["", "| img px | train images | (d) prepare: cold cache | warm cache (files decoded) | no cache "
-                  "| harness epoch | torchvision ImageFolder + PIL epoch | torchvision / harness |",
-                  "|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
-        for size, e in report.epochs.items():
+        lines += ["", "| img px | loader workers | train images | (d) prepare: cold cache | warm cache (files decoded) "
+                  "| no cache | harness epoch | torchvision ImageFolder + PIL epoch "
+                  "| torchvision / harness (rounds' range) |",
+                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+        for e in report.epochs:
             lines.append(
-                f"| {size} | {e.images} | {e.cold_cache_prepare:.1f} s | {e.warm_cache_prepare:.2f} s "
-                f"({e.warm_cache_decodes}) | {e.no_cache_prepare:.1f} s | {e.harness_epoch:.1f} s "
-                f"| {e.torchvision_epoch:.1f} s | {e.torchvision_over_harness:.2f} |"
+                f"| {e.img_size} | {e.workers} | {e.images} | {e.cold_cache_prepare:.1f} s "
+                f"| {e.warm_cache_prepare:.2f} s ({e.warm_cache_decodes}) | {e.no_cache_prepare:.1f} s "
+                f"| {e.harness_epoch:.1f} s "
+                f"| {e.torchvision_epoch:.1f} s | {e.torchvision_over_harness:.2f}{_spread(e.round_ratios)} |"
             )
     if report.memory is not None:
         m = report.memory
         gib = 1024**3
         lines += ["", "| (e) cached images | img px | cache on disk | loader workers | peak RSS, training process "
-                  "| peak RSS, largest worker |", "|---:|---:|---:|---:|---:|---:|",
+                  "| peak anonymous (private) | peak file-backed (mapped cache) | peak RSS, largest worker "
+                  "| its peak anonymous |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
                   f"| {m.images} | {m.img_size} | {m.cache_bytes / gib:.2f} GiB | {m.workers} "
-                  f"| {m.peak_rss_bytes / gib:.2f} GiB | {m.peak_worker_rss_bytes / gib:.2f} GiB |"]  # fmt: skip
+                  f"| {m.peak_rss_bytes / gib:.2f} GiB | {m.peak_anon_bytes / gib:.2f} GiB "
+                  f"| {m.peak_file_bytes / gib:.2f} GiB | {m.peak_worker_rss_bytes / gib:.2f} GiB "
+                  f"| {m.peak_worker_anon_bytes / gib:.2f} GiB |"]  # fmt: skip
     return lines
+
+
+def _interval(bounds: tuple[float, float]) -> str:
+    low, high = bounds
+    return "[-]" if math.isnan(low) else f"[{low:.3f}, {high:.3f}]"
+
+
+def _spread(values: Sequence[float]) -> str:
+    return f" ({min(values):.2f}-{max(values):.2f})" if len(values) > 1 else ""
 
 
 def versions() -> dict[str, str]:
@@ -101,11 +115,11 @@ def run_speed(
     setup: DeviceSetup,
     workers: Sequence[int],
     steps: int,
-    rounds: int,
     source: DatasetSource | None = None,
     classes: tuple[str, str] | None = None,
     per_class: int = 1000,
-    epoch_workers: int = 0,
+    epoch_workers: Sequence[int] = (0,),
+    epoch_rounds: int = 1,
     memory_images: int = 0,
     memory_size: int = 224,
     progress: Progress | None = None,
@@ -117,21 +131,25 @@ def run_speed(
     rng = np.random.default_rng(0)
     for size in img_sizes:
         say(f"(a)+(b) training steps at {size} px")
-        report.steps.append(measure_steps(backbone, size, batch_size, setup, steps=steps, rounds=rounds))
+        report.steps.append(measure_steps(backbone, size, batch_size, setup, steps=steps))
         say(f"(c) input pipeline at {size} px")
         images = rng.integers(0, 256, (max(batch_size * 32, 1024), size, size, 3), dtype=np.uint8)
         labels = np.arange(len(images)) % 2
         rates = measure_pipeline(images, labels, batch_size, workers)
         report.pipelines.append(PipelineFigures(size, rates))
         if source is not None and classes is not None and source.train.paths is not None:
-            say(f"(d) epochs on {source.name} at {size} px")
-            report.epochs[size] = measure_epochs(
-                source, classes, size, batch_size, per_class, setup, backbone=backbone, workers=epoch_workers
-            )
+            for count in epoch_workers:
+                say(f"(d) epochs on {source.name} at {size} px, {count} loader workers")
+                report.epochs.append(
+                    measure_epochs(
+                        source, classes, size, batch_size, per_class, setup, backbone=backbone, workers=count,
+                        rounds=epoch_rounds,
+                    )
+                )  # fmt: skip
     if memory_images > 0 and source is not None and source.train.paths is not None:
         say(f"(e) peak memory with {memory_images} cached images at {memory_size} px")
         report.memory = measure_memory(
-            source, images=memory_images, img_size=memory_size, batch_size=batch_size, workers=epoch_workers,
+            source, images=memory_images, img_size=memory_size, batch_size=batch_size, workers=epoch_workers[0],
             steps=2, backbone=backbone,
         )  # fmt: skip
     return report

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -19,26 +20,49 @@ from bench.methods import create_method_loss, parse_method
 
 @dataclass(frozen=True)
 class StepFigures:
-    """Seconds per training step (median over rounds) of one backbone, batch and image size."""
+    """Seconds per training step (medians over the timed steps) of one backbone, batch and image size, and the two
+    ratios as medians of the per-step paired ratios, each with a distribution-free 95% interval."""
 
     img_size: int
     batch_size: int
     minimal: float
     harness_ce: float
     harness_fscl: float
-
-    @property
-    def harness_over_minimal(self) -> float:
-        """Speed of the harness step relative to the minimal one (1.0 = no overhead; target >= 0.95)."""
-        return self.minimal / self.harness_ce
-
-    @property
-    def fscl_over_ce(self) -> float:
-        """Time of a CE + similarity step over a CE step (target <= 1.10 at 32 px, <= 1.05 at 64 px)."""
-        return self.harness_fscl / self.harness_ce
+    harness_over_minimal: float  # speed of the harness step relative to the minimal one (target >= 0.95)
+    fscl_over_ce: float  # time of a CE + similarity step over a CE step (target <= 1.10 at 32 px, <= 1.05 at 64 px)
+    harness_over_minimal_interval: tuple[float, float] = (math.nan, math.nan)
+    fscl_over_ce_interval: tuple[float, float] = (math.nan, math.nan)
+    steps: int = 0  # timed steps of each kind
 
     def images_per_second(self, seconds: float) -> float:
         return self.batch_size / seconds
+
+
+def median_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
+    """A distribution-free interval for the median: order statistics x_(j) and x_(n+1-j) of the sorted values, with
+    j - 1 the largest count c such that P(Binomial(n, 1/2) <= c) <= (1 - confidence) / 2 (nan, nan when n is too
+    small for any such c)."""
+    from scipy.stats import binom
+
+    ordered = sorted(values)
+    n = len(ordered)
+    tail = (1 - confidence) / 2
+    below = [c for c in range(n) if binom.cdf(c, n, 0.5) <= tail]
+    if not below:
+        return (math.nan, math.nan)
+    j = below[-1] + 1  # 1-based
+    return (ordered[j - 1], ordered[n - j])
+
+
+def summarize_steps(img_size: int, batch_size: int, times: dict[str, list[float]]) -> StepFigures:
+    """StepFigures from per-step seconds of "minimal", "ce" and "fscl", the i-th entries timed side by side."""
+    speed = [m / c for m, c in zip(times["minimal"], times["ce"], strict=True)]
+    cost = [f / c for f, c in zip(times["fscl"], times["ce"], strict=True)]
+    return StepFigures(
+        img_size, batch_size, statistics.median(times["minimal"]), statistics.median(times["ce"]),
+        statistics.median(times["fscl"]), statistics.median(speed), statistics.median(cost),
+        median_interval(speed), median_interval(cost), len(speed),
+    )  # fmt: skip
 
 
 def _synchronize(setup: DeviceSetup) -> None:
@@ -60,13 +84,15 @@ def measure_steps(
     batch_size: int,
     setup: DeviceSetup,
     *,
-    steps: int = 10,
-    rounds: int = 5,
+    steps: int = 40,
+    warmup: int = 3,
     stages: Sequence[int] | None = None,
 ) -> StepFigures:
     """Seconds per step of (a) a minimal step and (b) the harness's CE and CE + fscl steps, on one fixed batch.
 
-    Each round times ``steps`` steps of each in turn (after one untimed round of warm-up); the median round wins.
+    After ``warmup`` untimed steps of each, ``steps`` times one step of each kind in turn, the order rotating, each
+    timed on its own: neighbouring steps share the machine's state of the moment (this CPU's speed drifts by 20%
+    within seconds), so the per-step ratios are paired and their median is robust.
     """
     generator = torch.Generator().manual_seed(0)
     images = torch.randn(batch_size, 3, img_size, img_size, generator=generator)
@@ -80,12 +106,11 @@ def measure_steps(
     x, y = to_device(images, labels, setup)
 
     def minimal() -> None:
-        for _ in range(steps):
-            with autocast(setup):
-                loss = F.cross_entropy(plain(x), y)
-            plain_optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            plain_optimizer.step()
+        with autocast(setup):
+            loss = F.cross_entropy(plain(x), y)
+        plain_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        plain_optimizer.step()
 
     def harness(method: str) -> Callable[[], None]:
         spec = parse_method(method)
@@ -97,19 +122,18 @@ def measure_steps(
         loss_fn = create_method_loss(spec, counts, settings).to(setup.device)
         optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
         scaler = create_grad_scaler(setup)
-        batches = [(images, labels)] * steps
 
         def step() -> None:
-            train_one_epoch(model, batches, loss_fn, optimizer, scaler, setup)
+            train_one_epoch(model, [(images, labels)], loss_fn, optimizer, scaler, setup)
 
         return step
 
     work = {"minimal": minimal, "ce": harness("ce"), "fscl": harness("fscl")}
+    names = list(work)
     times: dict[str, list[float]] = {name: [] for name in work}
-    for round_index in range(rounds + 1):
-        for name, run in work.items():
-            seconds = _timed(run, setup)
-            if round_index > 0:  # the first round warms up allocators and kernels
-                times[name].append(seconds / steps)
-    median = {name: statistics.median(values) for name, values in times.items()}
-    return StepFigures(img_size, batch_size, median["minimal"], median["ce"], median["fscl"])
+    for index in range(warmup + steps):
+        for name in names[index % 3 :] + names[: index % 3]:
+            seconds = _timed(work[name], setup)
+            if index >= warmup:  # the first steps warm up allocators and kernels
+                times[name].append(seconds)
+    return summarize_steps(img_size, batch_size, times)
