@@ -124,7 +124,7 @@ def run(
         int | None, typer.Option(help="Linear warm-up epochs before the cosine decay. [0]")
     ] = None,
     sim_weight: Annotated[
-        float | None, typer.Option(help="Weight of the auxiliary losses (fscl, supcon, triplet). [0.1]")
+        float | None, typer.Option(help="Weight of the auxiliary losses (fscl, supcon, bcl, triplet). [0.1]")
     ] = None,
     cb_beta: Annotated[float | None, typer.Option(help="Class-balanced loss beta. [0.9999]")] = None,
     cb_gamma: Annotated[
@@ -147,7 +147,7 @@ def run(
     ] = None,
     la_tau: Annotated[float | None, typer.Option(help="Logit-adjustment strength tau (method la). [1]")] = None,
     supcon_temperature: Annotated[
-        float | None, typer.Option(help="Temperature of the supervised contrastive loss (supcon). [0.1]")
+        float | None, typer.Option(help="Temperature of the supervised contrastive losses (supcon, bcl). [0.1]")
     ] = None,
     triplet_margin: Annotated[
         float | None, typer.Option(help="Margin of the batch-hard triplet loss (triplet). [0.2]")

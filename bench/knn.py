@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from bench.device import DeviceSetup, autocast, evaluation_mode, to_device
 
 #: Auxiliary losses whose runs get a kNN evaluation.
-METRIC_LEARNING_LOSSES = ("triplet", "supcon")
+METRIC_LEARNING_LOSSES = ("triplet", "supcon", "bcl")
 KNN_NEIGHBOURS = 5
 
 

@@ -3,8 +3,8 @@
 ``ce`` is cross-entropy, ``cb`` class-balanced loss, ``os`` random oversampling of the minority class and
 ``fscl`` the feature-similarity loss of the KCC 2025 paper; ``fscl+os`` is the paper's proposed method.
 The long-tail literature adds the base losses ``focal``, ``ldam`` (with deferred re-weighting), ``la`` and ``bsce``
-and the auxiliary losses ``supcon`` and ``triplet``. A method without a base loss uses ``ce``, so ``fscl`` means
-CE + feature similarity.
+and the auxiliary losses ``supcon``, ``bcl`` and ``triplet``. A method without a base loss uses ``ce``, so
+``fscl`` means CE + feature similarity.
 """
 
 from __future__ import annotations
@@ -17,7 +17,15 @@ from typing import Any
 from torch import Tensor, nn
 
 from bench.config import ConfigError, TrainSettings
-from losses import AUX_LOSSES, BASE_LOSSES, LossOptions, create_aux_loss, create_base_loss, default_drw_epoch
+from losses import (
+    AUX_LOSSES,
+    BASE_LOSSES,
+    ClassifierRef,
+    LossOptions,
+    create_aux_loss,
+    create_base_loss,
+    default_drw_epoch,
+)
 
 SAMPLERS = ("os", "drs")
 
@@ -34,6 +42,8 @@ METHOD_DESCRIPTIONS = {
     "bsce": "balanced softmax cross-entropy, logits + log n_c (Ren et al., NeurIPS 2020)",
     "supcon": "CE + supervised contrastive loss on a projection of the last tapped stage (Khosla et al., NeurIPS 2020)"
     "; --supcon-temperature, weight --sim-weight",
+    "bcl": "CE + balanced contrastive loss: supcon with class-averaging and class prototypes from the classifier "
+    "(Zhu et al., CVPR 2022; combine with la as the authors do); --supcon-temperature, weight --sim-weight",
     "triplet": "CE + batch-hard triplet margin loss on the last tapped stage (Hermans et al. 2017); --triplet-margin, "
     "weight --sim-weight",
 }
@@ -144,14 +154,19 @@ def loss_options(settings: TrainSettings) -> dict[str, Any]:
 
 
 def create_method_loss(
-    spec: MethodSpec, class_counts: Sequence[int], settings: TrainSettings, *, feature_dims: Sequence[int] = ()
+    spec: MethodSpec,
+    class_counts: Sequence[int],
+    settings: TrainSettings,
+    *,
+    feature_dims: Sequence[int] = (),
+    classifier: ClassifierRef | None = None,
 ) -> MethodLoss:
     """Build the loss of ``spec`` for a training set with ``class_counts`` [C] (index = task label).
 
     ``feature_dims`` are the channel counts of the model's tapped stages (``TappedBackbone.tap_channels``);
-    ``supcon`` needs them to size its projection head.
+    ``supcon`` and ``bcl`` need them to size their projection heads, and ``bcl`` the model's ``classifier``.
     """
     options = loss_options(settings)
     base = create_base_loss(spec.base, class_counts, **options)
-    aux = {name: create_aux_loss(name, feature_dims, **options) for name in spec.aux}
+    aux = {name: create_aux_loss(name, feature_dims, classifier, **options) for name in spec.aux}
     return MethodLoss(spec.base, base, aux, settings.sim_weight)

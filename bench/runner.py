@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from backbones import create_backbone
+from backbones import TappedBackbone, create_backbone
 from bench.config import RunConfig, TrainSettings
 from bench.data import (
     ImageStack,
@@ -32,6 +32,7 @@ from bench.methods import create_method_loss, drw_epoch, parse_method
 from bench.metrics import MAJORITY, MINORITY, classification_metrics, feature_separation, long_tail_metrics
 from bench.results import RunFolder
 from bench.task import TaskData
+from losses import ClassifierRef
 
 EpochCallback = Callable[[int, int, dict[str, float]], None]  # (epoch, epochs, epoch summary)
 
@@ -85,6 +86,15 @@ def task_metrics(
     return classification_metrics(targets, logits.argmax(axis=1).astype(np.int64))
 
 
+def classifier_ref(model: TappedBackbone) -> ClassifierRef | None:
+    """The backbone's classifier for losses that read its weights (bcl's prototypes); None when timm names none."""
+    head = model.model.get_classifier()
+    weight = getattr(head, "weight", None)
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
+        return None
+    return ClassifierRef(int(weight.shape[1]), lambda: head.weight)
+
+
 def execute_run(
     config: RunConfig,
     task: TaskData,
@@ -136,8 +146,11 @@ def execute_run(
         }
     )
 
+    classifier = classifier_ref(model)
     model = prepare_model(model, setup)
-    loss_fn = create_method_loss(spec, list(subset.class_counts), settings, feature_dims=model.tap_channels)
+    loss_fn = create_method_loss(
+        spec, list(subset.class_counts), settings, feature_dims=model.tap_channels, classifier=classifier
+    )
     loss_fn = loss_fn.to(setup.device)
     # the loss may own parameters (supcon's projection head): they train with the model
     optimizer = torch.optim.Adam(

@@ -12,18 +12,21 @@ Auxiliary losses (tapped features, list of [B, D], labels [B] -> scalar):
 - FeatureSimilarityLoss: pulls pairwise cosine similarities of features towards same-class indicators
   (KCC 2025 feature-similarity paper).
 - SupConLoss: supervised contrastive loss on a projection of the last tapped stage (Khosla et al., NeurIPS 2020).
+- BalancedContrastiveLoss: SupCon with class-averaging and class prototypes from the classifier (Zhu et al.,
+  CVPR 2022).
 - TripletLoss: batch-hard triplet margin loss on the last tapped stage (Hermans et al., 2017).
 
 BASE_LOSSES / AUX_LOSSES and create_base_loss / create_aux_loss: name -> module factories.
 """
 
+from losses.balanced_contrastive import BalancedContrastiveLoss, balanced_contrastive_loss
 from losses.balanced_softmax import BalancedSoftmaxLoss
 from losses.class_balanced import ClassBalancedLoss
 from losses.feature_similarity import FeatureSimilarityLoss
 from losses.focal import FocalLoss
 from losses.ldam import LDAMLoss, default_drw_epoch, ldam_margins
 from losses.logit_adjusted import LogitAdjustedLoss
-from losses.registry import AUX_LOSSES, BASE_LOSSES, LossOptions, create_aux_loss, create_base_loss
+from losses.registry import AUX_LOSSES, BASE_LOSSES, ClassifierRef, LossOptions, create_aux_loss, create_base_loss
 from losses.supervised_contrastive import SupConLoss, supervised_contrastive_loss
 from losses.triplet import TripletLoss, batch_hard_triplet_loss
 from losses.weighting import effective_number_weights, inverse_frequency_weights
@@ -31,8 +34,10 @@ from losses.weighting import effective_number_weights, inverse_frequency_weights
 __all__ = [
     "AUX_LOSSES",
     "BASE_LOSSES",
+    "BalancedContrastiveLoss",
     "BalancedSoftmaxLoss",
     "ClassBalancedLoss",
+    "ClassifierRef",
     "FeatureSimilarityLoss",
     "FocalLoss",
     "LDAMLoss",
@@ -40,6 +45,7 @@ __all__ = [
     "LossOptions",
     "SupConLoss",
     "TripletLoss",
+    "balanced_contrastive_loss",
     "batch_hard_triplet_loss",
     "create_aux_loss",
     "create_base_loss",

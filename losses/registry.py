@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from losses.balanced_contrastive import BalancedContrastiveLoss
 from losses.balanced_softmax import BalancedSoftmaxLoss
 from losses.class_balanced import ClassBalancedLoss
 from losses.feature_similarity import FeatureSimilarityLoss
@@ -29,7 +30,7 @@ class LossOptions:
     ldam_scale: float = 30.0
     drw_epoch: int | None = None  # first re-weighted epoch of ldam (1-based); None: never re-weight
     la_tau: float = 1.0
-    supcon_temperature: float = 0.1
+    supcon_temperature: float = 0.1  # also bcl's
     triplet_margin: float = 0.2
 
 
@@ -40,8 +41,17 @@ class Float32CrossEntropyLoss(nn.CrossEntropyLoss):
         return super().forward(input.float(), target)
 
 
+@dataclass(frozen=True)
+class ClassifierRef:
+    """The model's classifier as a loss may read it: its input width and a getter of its weight [C, in_dim]."""
+
+    in_dim: int
+    weight: Callable[[], torch.Tensor]
+
+
 BaseFactory = Callable[[Sequence[int], LossOptions], nn.Module]  # (class_counts [C], options)
-AuxFactory = Callable[[Sequence[int], LossOptions], nn.Module]  # (channels of the tapped stages, options)
+# (channels of the tapped stages, options, the model's classifier if known)
+AuxFactory = Callable[[Sequence[int], LossOptions, ClassifierRef | None], nn.Module]
 
 BASE_LOSSES: dict[str, BaseFactory] = {
     "ce": lambda counts, o: Float32CrossEntropyLoss(),
@@ -55,16 +65,25 @@ BASE_LOSSES: dict[str, BaseFactory] = {
 }
 
 
-def _make_supcon(feature_dims: Sequence[int], options: LossOptions) -> nn.Module:
+def _make_supcon(feature_dims: Sequence[int], options: LossOptions, classifier: ClassifierRef | None) -> nn.Module:
     if not feature_dims:
         raise ValueError("supcon needs the channel counts of the tapped stages (feature_dims) to size its projection")
     return SupConLoss(feature_dims[-1], temperature=options.supcon_temperature)
 
 
+def _make_bcl(feature_dims: Sequence[int], options: LossOptions, classifier: ClassifierRef | None) -> nn.Module:
+    if not feature_dims or classifier is None:
+        raise ValueError("bcl needs the tapped stages' channel counts (feature_dims) and the model's classifier")
+    return BalancedContrastiveLoss(
+        feature_dims[-1], classifier.in_dim, classifier.weight, temperature=options.supcon_temperature
+    )
+
+
 AUX_LOSSES: dict[str, AuxFactory] = {
-    "fscl": lambda dims, o: FeatureSimilarityLoss(),
+    "fscl": lambda dims, o, classifier: FeatureSimilarityLoss(),
     "supcon": _make_supcon,
-    "triplet": lambda dims, o: TripletLoss(margin=o.triplet_margin),
+    "bcl": _make_bcl,
+    "triplet": lambda dims, o, classifier: TripletLoss(margin=o.triplet_margin),
 }
 
 
@@ -80,9 +99,12 @@ def create_base_loss(name: str, class_counts: Sequence[int], **options: Any) -> 
     return _lookup(BASE_LOSSES, name)(class_counts, LossOptions(**options))
 
 
-def create_aux_loss(name: str, feature_dims: Sequence[int] = (), **options: Any) -> nn.Module:
+def create_aux_loss(
+    name: str, feature_dims: Sequence[int] = (), classifier: ClassifierRef | None = None, **options: Any
+) -> nn.Module:
     """Auxiliary loss called as loss(features: list of [B, D_l] tensors, labels [B]) -> scalar.
 
-    ``feature_dims`` are the channel counts D_l of the tapped stages (supcon sizes its projection head from the
-    last); ``options`` are :class:`LossOptions` fields."""
-    return _lookup(AUX_LOSSES, name)(tuple(feature_dims), LossOptions(**options))
+    ``feature_dims`` are the channel counts D_l of the tapped stages (supcon and bcl size their projection heads
+    from the last); ``classifier`` is the model's classifier (bcl's class prototypes come from its weights);
+    ``options`` are :class:`LossOptions` fields."""
+    return _lookup(AUX_LOSSES, name)(tuple(feature_dims), LossOptions(**options), classifier)

@@ -61,7 +61,7 @@ METHOD_SETTING_KEYS: dict[str, tuple[str, ...]] = {
     "ldam_scale": ("ldam",),
     "drw_epoch": ("ldam", "drs"),
     "la_tau": ("la",),
-    "supcon_temperature": ("supcon",),
+    "supcon_temperature": ("supcon", "bcl"),
     "triplet_margin": ("triplet",),
 }
 

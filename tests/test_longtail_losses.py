@@ -22,11 +22,13 @@ from losses import (
     AUX_LOSSES,
     BASE_LOSSES,
     BalancedSoftmaxLoss,
+    ClassifierRef,
     FocalLoss,
     LDAMLoss,
     LogitAdjustedLoss,
     SupConLoss,
     TripletLoss,
+    balanced_contrastive_loss,
     create_aux_loss,
     create_base_loss,
     default_drw_epoch,
@@ -327,7 +329,11 @@ def _method_names() -> list[str]:
 @pytest.mark.parametrize("name", _method_names())
 def test_every_method_runs_forward_and_backward(name: str) -> None:
     gen = torch.Generator().manual_seed(3)
-    loss_fn = create_method_loss(parse_method(name), [20, 5, 1], settings(epochs=2), feature_dims=(6, 8))
+    classifier_weight = torch.randn(3, 4, generator=gen, requires_grad=True)  # [C, D_cls], the model's
+    loss_fn = create_method_loss(
+        parse_method(name), [20, 5, 1], settings(epochs=2), feature_dims=(6, 8),
+        classifier=ClassifierRef(4, lambda: classifier_weight),
+    )  # fmt: skip
     logits = torch.randn(5, 3, generator=gen, requires_grad=True)
     features = [torch.randn(5, 6, generator=gen, requires_grad=True), torch.randn(5, 8, generator=gen)]
     features[1].requires_grad_(True)
@@ -341,6 +347,45 @@ def test_every_method_runs_forward_and_backward(name: str) -> None:
     assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
     for parameter in loss_fn.parameters():
         assert parameter.grad is not None and torch.isfinite(parameter.grad).all()
+    assert (classifier_weight.grad is not None) == ("bcl" in parse_method(name).aux)  # bcl's prototypes train it
+    assert all(p is not classifier_weight for p in loss_fn.parameters())  # the model's, not the loss's
+
+
+def test_bcl_hand_value() -> None:
+    # z1 = z2 = e1 (class 0), prototypes c0 = e1, c1 = e2, t = 1. For z1: z2 and c0 are class 0 (|S_0 \ {z1}| = 2,
+    # s = 1), c1 is class 1 (|S_1| = 1, s = 0): denominator e/2 + e/2 + 1 = e + 1; positives z2, c0 give
+    # 1 - log(e + 1) each, so l = log(e + 1) - 1 = log(1 + 1/e) for both anchors.
+    z = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    prototypes = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    got = balanced_contrastive_loss(z, prototypes, torch.tensor([0, 0]), 1.0)
+    assert got.item() == pytest.approx(math.log(1 + math.exp(-1)), rel=1e-6)
+
+
+def _bcl_by_definition(z: torch.Tensor, prototypes: torch.Tensor, labels: list[int], t: float) -> float:
+    z = F.normalize(z.double(), dim=1)
+    prototypes = F.normalize(prototypes.double(), dim=1)
+    members = [(z[k], labels[k], k) for k in range(len(labels))] + [
+        (prototypes[c], c, None) for c in range(len(prototypes))
+    ]
+    total = 0.0
+    for i, y in enumerate(labels):
+        others = [(v, c) for v, c, k in members if k != i]
+        denominator = 0.0
+        for c in range(len(prototypes)):
+            in_class = [math.exp(float(z[i] @ v) / t) for v, cls in others if cls == c]
+            denominator += sum(in_class) / len(in_class)  # class-averaging (every class has its prototype)
+        positives = [float(z[i] @ v) / t for v, cls in others if cls == y]
+        total += -sum(s - math.log(denominator) for s in positives) / len(positives)
+    return total / len(labels)
+
+
+@pytest.mark.parametrize("t", [0.1, 0.5])
+def test_bcl_matches_its_definition_on_an_imbalanced_batch(t: float) -> None:
+    gen = torch.Generator().manual_seed(5)
+    z, prototypes = torch.randn(7, 5, generator=gen), torch.randn(4, 5, generator=gen)
+    labels = [0, 0, 0, 0, 1, 2, 2]  # class 3 is absent from the batch: only its prototype stands for it
+    got = balanced_contrastive_loss(z, prototypes, torch.tensor(labels), t)
+    assert got.item() == pytest.approx(_bcl_by_definition(z, prototypes, labels, t), rel=1e-5)
 
 
 # --- end to end ------------------------------------------------------------------------------------------------------
@@ -362,7 +407,7 @@ def test_cli_grid_with_the_long_tail_methods(tmp_path: Path, monkeypatch: pytest
         return adam(params, **kwargs)
 
     monkeypatch.setattr(torch.optim, "Adam", recording_adam)
-    methods = "focal,ldam+drs,bsce+supcon,la+triplet+os"
+    methods = "focal,ldam+drs,bsce+supcon,la+triplet+os,la+bcl"
     args = ["run", "--task", "fine", "--ratios", "0.25", "--methods", methods, "--seeds", "1", "--epochs", "2",
             "--img-size", "16", "--majority-count", "20", "--batch-size", "16", "--backbone", "test_resnet",
             "--supcon-temperature", "0.2", "--out", str(tmp_path)]  # fmt: skip
@@ -379,10 +424,16 @@ def test_cli_grid_with_the_long_tail_methods(tmp_path: Path, monkeypatch: pytest
         setup = json.loads((run / "config.json").read_text())
         assert setup["classifier"] == ("cosine" if spec.base == "ldam" else "linear")
         assert all({f"train_loss_{term}" for term in (spec.base, *spec.aux)} <= set(row) for row in rows)
-    assert len(optimised) == 4
-    focal, supcon = optimised[0], optimised[2]
+    assert len(optimised) == 5
+    focal, supcon, bcl = optimised[0], optimised[2], optimised[4]
     dim = supcon[len(focal)][0]  # the model's parameters come first, then the projection head D -> D -> 128
     assert supcon[len(focal) :] == [(dim, dim), (dim,), (128, dim), (128,)]
+    classes, width = focal[-2]  # the linear classifier [C, D_cls] (and its bias last)
+    assert classes == 2
+    # bcl: the features' head, then the prototypes' head D_cls -> D_cls -> 128 (the classifier only once, the model's)
+    assert bcl[len(focal) :] == [(dim, dim), (dim,), (128, dim), (128,), (width, width), (width,), (128, width), (128,)]
+    knn = json.loads((tmp_path / "fine__test_resnet__la+bcl__r0.25__s0" / "result.json").read_text())["metrics"]
+    assert 0 <= knn["test_knn_acc"] <= 1
 
     path = tmp_path / "fine__test_resnet__ldam+drs__r0.25__s0" / "result.json"
     record = json.loads(path.read_text())

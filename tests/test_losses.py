@@ -10,6 +10,7 @@ from losses import (
     AUX_LOSSES,
     BASE_LOSSES,
     ClassBalancedLoss,
+    ClassifierRef,
     FeatureSimilarityLoss,
     create_aux_loss,
     create_base_loss,
@@ -250,14 +251,15 @@ def test_every_base_loss_runs(name: str, kind: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(AUX_LOSSES))
 def test_every_aux_loss_runs(name: str) -> None:
-    loss = create_aux_loss(name, feature_dims=(8, 3))
+    weight = torch.randn(2, 5)  # a classifier [C, D_cls] for bcl's prototypes; the others ignore it
+    loss = create_aux_loss(name, feature_dims=(8, 3), classifier=ClassifierRef(5, lambda: weight))
     assert isinstance(loss, nn.Module)
     gen = torch.Generator().manual_seed(5)
     feats = [torch.randn(4, 8, generator=gen, requires_grad=True), torch.randn(4, 3, generator=gen, requires_grad=True)]
     value = loss(feats, torch.tensor([0, 1, 0, 1]))
     assert value.dim() == 0 and torch.isfinite(value)
     value.backward()
-    assert feats[-1].grad is not None  # supcon and triplet use only the last tapped stage
+    assert feats[-1].grad is not None  # supcon, bcl and triplet use only the last tapped stage
     assert all(f.grad is None or torch.isfinite(f.grad).all() for f in feats)
 
 
