@@ -140,11 +140,13 @@ def test_peak_sampler_tells_private_memory_from_a_mapped_file(tmp_path: Path) ->
     with PeakSampler(interval=0.001) as sampler:
         mapped = np.memmap(tmp_path / "cache.u8", dtype=np.uint8, mode="r")
         assert int(mapped.sum()) == 0  # touches every page of the mapping: file-backed, not private
+        sampler.sample()  # while it is held: the thread may not get the GIL in time
         del mapped
     assert sampler.file - before["file"] > 0.9 * size
     assert sampler.anon - before["anon"] < 0.5 * size
     with PeakSampler(interval=0.001) as sampler:
         private = np.ones(size, dtype=np.uint8)  # written pages: anonymous
+        sampler.sample()
         del private
     assert sampler.anon - before["anon"] > 0.9 * size
 
