@@ -450,7 +450,7 @@ def cache(
     import time
 
     from bench.data import default_cache_dir
-    from bench.data.cache_admin import remove_entries, remove_leftovers, scan, select_for_removal
+    from bench.data.cache_admin import remove_entries, remove_leftovers, render_listing, scan, select_for_removal
 
     folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     if cache_dir is not None and not folder.is_dir():
@@ -467,24 +467,7 @@ def cache(
         left = len(entries) - len(chosen)
         typer.echo(f"removed {len(chosen)} entries and freed {freed / mib:.1f} MiB; {left} entries left in {folder}")
         return
-    if not entries and not leftovers:
-        typer.echo(f"the decode cache in {folder} is empty")
-        return
-    typer.echo(f"decode cache in {folder}/decoded")
-    typer.echo("| split folder | class | img px | images | MiB | last used |")
-    typer.echo("|:---|:---|---:|---:|---:|:---|")
-    for entry in entries:
-        where = entry.root or "(unreadable entry)"
-        if entry.root and entry.orphaned:
-            where += " (gone)"
-        used = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.last_used))
-        typer.echo(f"| {where} | {entry.name} | {entry.img_size} | {entry.images} | {entry.bytes / mib:.1f} | {used} |")
-    total = sum(e.bytes for e in entries)
-    typer.echo(f"{len(entries)} entries, {total / mib:.1f} MiB")
-    if leftovers:
-        size = sum(item.bytes for item in leftovers)
-        stale = sum(item.abandoned(now) for item in leftovers)
-        typer.echo(f"{len(leftovers)} temporary folders ({size / mib:.1f} MiB), {stale} of them abandoned")
+    typer.echo("\n".join(render_listing(folder, entries, leftovers, now)))
 
 
 @app.command("methods")

@@ -179,7 +179,7 @@ def _publish(built: Path, entry: Path) -> None:
             raise _write_error(entry.parent, error) from None
 
 
-def _discard(entry: Path) -> None:
+def discard_entry(entry: Path) -> None:
     """Move a damaged entry aside in one step (so no reader sees it half deleted), then delete it."""
     trash = entry.parent / f".trash-{entry.name}-{os.getpid()}-{secrets.token_hex(4)}"
     try:
@@ -213,7 +213,7 @@ def load_class(
         if found is not None:
             _mark_used(entry)
             return found
-        _discard(entry)
+        discard_entry(entry)
         _publish(_build_entry(root, entry.name, files, img_size, threads, progress), entry)
     raise DataError(f"the decode cache entry {entry} is unreadable right after writing it; pass --no-decode-cache")
 

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.data.cache import IMAGES, META, _discard
+from bench.data.cache import IMAGES, META, discard_entry
 
 LEFTOVER_PREFIXES = (".tmp-", ".trash-")
 LEFTOVER_GRACE_SECONDS = 3600  # a builder on another machine sharing the folder may still be writing
@@ -136,7 +136,7 @@ def remove_entries(entries: list[EntryInfo]) -> int:
     """Remove the entries (each renamed aside first); returns the bytes freed."""
     freed = 0
     for entry in entries:
-        _discard(entry.path)
+        discard_entry(entry.path)
         freed += entry.bytes
     return freed
 
@@ -150,3 +150,26 @@ def remove_leftovers(leftovers: list[Leftover], now: float | None = None) -> int
             shutil.rmtree(leftover.path, ignore_errors=True)
             freed += leftover.bytes
     return freed
+
+
+def render_listing(folder: Path, entries: list[EntryInfo], leftovers: list[Leftover], now: float) -> list[str]:
+    """What ``bench cache`` prints: a Markdown table of the entries, their total, and the leftovers' count."""
+    if not entries and not leftovers:
+        return [f"the decode cache in {folder} is empty"]
+    mib = 2**20
+    lines = [f"decode cache in {folder}/decoded", "| split folder | class | img px | images | MiB | last used |",
+             "|:---|:---|---:|---:|---:|:---|"]  # fmt: skip
+    for entry in entries:
+        where = entry.root or "(unreadable entry)"
+        if entry.root and entry.orphaned:
+            where += " (gone)"
+        used = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.last_used))
+        lines.append(
+            f"| {where} | {entry.name} | {entry.img_size} | {entry.images} | {entry.bytes / mib:.1f} | {used} |"
+        )
+    lines.append(f"{len(entries)} entries, {sum(e.bytes for e in entries) / mib:.1f} MiB")
+    if leftovers:
+        size = sum(item.bytes for item in leftovers)
+        stale = sum(item.abandoned(now) for item in leftovers)
+        lines.append(f"{len(leftovers)} temporary folders ({size / mib:.1f} MiB), {stale} of them abandoned")
+    return lines
