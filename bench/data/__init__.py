@@ -17,7 +17,7 @@ from bench.data.augment import (
     seed_transform,
 )
 from bench.data.cache import decode_split_cached
-from bench.data.decode import DecodedImages, ImageStack, decode_split, read_image, resize_square
+from bench.data.decode import DecodedImages, decode_split, read_image, resize_square
 from bench.data.errors import DataError
 from bench.data.loader import (
     ArrayDataset,
@@ -35,6 +35,7 @@ from bench.data.sources import (
     load_task_file,
     open_source,
 )
+from bench.data.stack import ImageStack
 from bench.data.subsample import LongTailSubset, TaskSubset, long_tail_counts, subsample_long_tail, subsample_task
 
 __all__ = [

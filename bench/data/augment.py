@@ -9,8 +9,8 @@ import albumentations as A
 import numpy as np
 from albumentations.pytorch import ToTensorV2
 
-from bench.data.decode import ImageStack
 from bench.data.errors import DataError
+from bench.data.stack import ImageStack
 
 MAX_MAGNITUDE = 30
 

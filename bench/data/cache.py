@@ -26,7 +26,6 @@ import numpy as np
 
 from bench.data.decode import (
     DecodedImages,
-    ImageStack,
     decode_files,
     decode_split,
     require_readable,
@@ -35,6 +34,7 @@ from bench.data.decode import (
 )
 from bench.data.errors import DataError
 from bench.data.splits import ImageSplit
+from bench.data.stack import ImageStack
 
 CACHE_FORMAT = 1  # bump whenever read_image's pixels or the entry layout change
 IMAGES, META = "images.u8", "meta.json"

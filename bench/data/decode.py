@@ -15,51 +15,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from bench.data.errors import DataError
 from bench.data.splits import ImageSplit
-
-
-class ImageStack:
-    """uint8 [N, S, S, 3] images kept in several parts, e.g. read-only memmaps of decode-cache entries.
-
-    Image i is parts[part_of[i]][row_of[i]]; nothing is copied until it is indexed. stack[i] is a uint8 [S, S, 3]
-    view (read-only on a memmap); stack[int array or slice] and np.asarray(stack) copy the images they select.
-    Pickling reopens memmap parts from their files instead of copying their bytes (loader workers).
-    """
-
-    def __init__(self, parts: Sequence[np.ndarray], part_of: np.ndarray, row_of: np.ndarray) -> None:
-        self.parts = tuple(parts)
-        self.part_of = np.asarray(part_of, dtype=np.int64)
-        self.row_of = np.asarray(row_of, dtype=np.int64)
-        self.shape = (len(self.part_of), *self.parts[0].shape[1:])
-        self.dtype = np.dtype(np.uint8)
-        self.ndim = 4
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, index: int | slice | np.ndarray) -> np.ndarray:
-        if isinstance(index, (int, np.integer)):
-            return np.asarray(self.parts[self.part_of[index]][self.row_of[index]])
-        positions = np.arange(len(self))[index]
-        out = np.empty((len(positions), *self.shape[1:]), dtype=np.uint8)
-        for number, part in enumerate(self.parts):
-            mine = self.part_of[positions] == number
-            out[mine] = part[self.row_of[positions[mine]]]
-        return out
-
-    def __array__(self, dtype: np.dtype | None = None, copy: bool | None = None) -> np.ndarray:
-        return self[:].astype(dtype or np.uint8, copy=False)
-
-    def __reduce__(self) -> tuple[Callable[..., ImageStack], tuple[object, ...]]:
-        parts = [(part.filename, part.shape) if isinstance(part, np.memmap) else part for part in self.parts]
-        return _reopen_stack, (parts, self.part_of, self.row_of)
-
-
-def _reopen_stack(
-    parts: list[np.ndarray | tuple[str, tuple[int, ...]]], part_of: np.ndarray, row_of: np.ndarray
-) -> ImageStack:
-    """Unpickle an ImageStack: (filename, shape) parts become read-only memmaps again."""
-    opened = [np.memmap(p[0], dtype=np.uint8, mode="r", shape=p[1]) if isinstance(p, tuple) else p for p in parts]
-    return ImageStack(opened, part_of, row_of)
+from bench.data.stack import ImageStack
 
 
 @dataclass(frozen=True, eq=False)

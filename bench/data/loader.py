@@ -13,8 +13,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, WeightedRandomSampler
 
 from bench.data.augment import seed_transform
-from bench.data.decode import ImageStack
 from bench.data.errors import DataError
+from bench.data.stack import ImageStack
 
 
 class ArrayDataset(Dataset):
