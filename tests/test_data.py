@@ -24,10 +24,12 @@ from bench.data import (
     create_test_transform,
     create_train_transform,
     decode_split,
+    epoch_seed,
     load_task_file,
     open_source,
     resolve_workers,
     seed_transform,
+    set_loader_epoch,
     subsample_task,
 )
 from bench.data import cifar as cifar_module
@@ -559,6 +561,52 @@ def test_same_seed_same_first_batch_with_a_worker() -> None:
         batches.append(first_batch(loader))
         del loader
     assert torch.equal(batches[0][0], batches[1][0]) and torch.equal(batches[0][1], batches[1][1])
+
+
+def epochs_of(loader: torch.utils.data.DataLoader, count: int) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
+    return [list(loader) for _ in range(count)]
+
+
+def same_batches(a: list[tuple[torch.Tensor, torch.Tensor]], b: list[tuple[torch.Tensor, torch.Tensor]]) -> bool:
+    return len(a) == len(b) and all(
+        torch.equal(x[0], y[0]) and torch.equal(x[1], y[1]) for x, y in zip(a, b, strict=False)
+    )
+
+
+@pytest.mark.parametrize("sampling", ["shuffle", "oversample", "deferred"])
+def test_an_epoch_depends_only_on_the_seed_and_its_number(sampling: str) -> None:
+    """A loader told to start at epoch 3 (a resumed run) loads what the third pass of an uninterrupted one did."""
+    images, labels = random_images(24, 8, seed=5), np.array([0] * 18 + [1] * 6)
+    options = {"oversample": sampling != "shuffle", "oversample_from": 2 if sampling == "deferred" else None}
+
+    def make() -> torch.utils.data.DataLoader:
+        transform = create_train_transform(MEAN, STD)
+        return create_loader(images, labels, transform, batch_size=8, train=True, seed=3, **options)
+
+    straight = epochs_of(make(), 4)
+    assert not same_batches(straight[0], straight[1]) and not same_batches(straight[2], straight[3])
+    resumed = make()
+    set_loader_epoch(resumed, 3)
+    assert same_batches(list(resumed), straight[2]) and same_batches(list(resumed), straight[3])
+
+
+def test_one_loader_worker_loads_what_the_main_process_does() -> None:
+    """Augmentations are seeded per worker id, with the main process as worker 0: --workers 0 and 1 agree."""
+    images, labels = random_images(20, 8, seed=6), np.arange(20) % 2
+
+    def make(workers: int) -> torch.utils.data.DataLoader:
+        transform = create_train_transform(MEAN, STD)
+        return create_loader(images, labels, transform, batch_size=5, train=True, workers=workers, seed=9)
+
+    in_process, one_worker = epochs_of(make(0), 2), epochs_of(make(1), 2)
+    assert all(same_batches(a, b) for a, b in zip(in_process, one_worker, strict=True))
+    assert not same_batches(in_process[0], in_process[1])
+
+
+def test_epoch_seeds_differ_by_seed_epoch_and_stream() -> None:
+    seeds = {epoch_seed(s, e, k) for s in range(3) for e in range(1, 4) for k in range(3)}
+    assert len(seeds) == 27 and all(0 <= seed < 2**63 for seed in seeds)
+    assert epoch_seed(1, 2, 3) == epoch_seed(1, 2, 3)
 
 
 def test_eval_loader_keeps_order() -> None:

@@ -31,6 +31,8 @@ class ArrayDataset(Dataset):
         labels: np.ndarray,
         transform: Callable[..., dict[str, Any]],
         indices: np.ndarray | None = None,
+        *,
+        seed: int = 0,
     ) -> None:
         if images.ndim != 4 or images.shape[3] != 3:
             raise DataError(f"images must be uint8 [N, H, W, 3], got shape {images.shape}")
@@ -42,22 +44,37 @@ class ArrayDataset(Dataset):
             raise DataError(f"indices must lie in 0..{len(labels) - 1} (one per image)")
         self.labels = np.asarray(labels, dtype=np.int64)[self.indices]
         self.transform = transform
+        self.seed = seed
+        self.epoch: int | None = None  # the epoch the transform was last seeded for
 
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, index: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+        """Item ``index``; an (index, epoch) pair (from :class:`EpochSampler`) first seeds the transform for that
+        epoch if it is not yet: from (seed, epoch, 1 + loader worker id, 0 in the main process), so an epoch's
+        augmentations do not depend on what earlier epochs drew."""
+        if isinstance(index, tuple):
+            index, epoch = index
+            if epoch != self.epoch:
+                info = torch.utils.data.get_worker_info()
+                seed_transform(self.transform, epoch_seed(self.seed, epoch, 1 + (0 if info is None else info.id)))
+                self.epoch = epoch
         return self.transform(image=self.images[self.indices[index]])["image"], int(self.labels[index])
 
 
+def epoch_seed(seed: int, epoch: int, stream: int = 0) -> int:
+    """A 63-bit seed for ``stream`` (0: the sampler; 1 + a loader worker's id: its augmentations) of ``epoch`` of
+    a run seeded ``seed``, through numpy's SeedSequence (independent streams for nearby integers)."""
+    return int(np.random.SeedSequence([seed, epoch, stream]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
 def _seed_worker(worker_id: int) -> None:
-    """Seed numpy, random and the worker's copy of the transform from the seed torch gave this worker."""
+    """Seed numpy's and random's global generators from the seed torch gave this worker (the transform is seeded
+    per epoch by ArrayDataset)."""
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
-    info = torch.utils.data.get_worker_info()
-    if info is not None:
-        seed_transform(getattr(info.dataset, "transform", None), seed)
 
 
 def balanced_weights(labels: np.ndarray) -> torch.Tensor:
@@ -96,8 +113,36 @@ class DeferredSampler(Sampler[int]):
         return len(self.current)  # type: ignore[arg-type]
 
 
+class EpochSampler(Sampler[tuple[int, int]]):
+    """Yields (index, epoch) pairs of ``inner``'s indices; before each epoch it reseeds ``generator`` (which
+    ``inner`` draws from) from (seed, epoch). So an epoch's order, and through :class:`ArrayDataset` its
+    augmentations, depend only on the run's seed and the epoch's number: a run resumed at epoch k from a
+    checkpoint continues exactly as if it had never stopped. Epochs count 1, 2, ... one per pass unless
+    :meth:`set_epoch` names the next; an ``inner`` with set_epoch (:class:`DeferredSampler`) is told too."""
+
+    def __init__(self, inner: Sampler[int], generator: torch.Generator, seed: int) -> None:
+        self.inner = inner
+        self.generator = generator
+        self.seed = seed
+        self.epoch = 1
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch, self.epoch = self.epoch, self.epoch + 1
+        self.generator.manual_seed(epoch_seed(self.seed, epoch))
+        set_epoch = getattr(self.inner, "set_epoch", None)
+        if set_epoch is not None:
+            set_epoch(epoch)
+        return ((int(index), epoch) for index in self.inner)
+
+    def __len__(self) -> int:
+        return len(self.inner)  # type: ignore[arg-type]
+
+
 def set_loader_epoch(loader: DataLoader, epoch: int) -> None:
-    """Tell an epoch-dependent sampler (``oversample_from``) the 1-based epoch about to be loaded."""
+    """Name the 1-based epoch the loader's next pass loads (a training loader counts passes from 1 by itself)."""
     set_epoch = getattr(loader.sampler, "set_epoch", None)
     if set_epoch is not None:
         set_epoch(epoch)
@@ -121,41 +166,41 @@ def create_loader(
     """Batches of (float [B, 3, H, W], int64 [B]); the transform is copied, so the caller's object is untouched.
 
     images uint8 [N, H, W, 3] and labels int64 [N] are read through indices int64 [M] (default: all N), as
-    images[indices] would be, without copying them. train: reshuffled every epoch from a torch.Generator seeded
-    by `seed`. oversample (train only): sample M items with replacement, weights 1 / class count, so classes come
-    out 1:1 on average; `oversample_to` items per epoch instead of M when given (e.g. `oversampled_size`).
-    oversample_from (with oversample): the first epoch (1-based) that oversamples; before it the usual shuffle
-    (deferred re-sampling); call `set_loader_epoch` before each epoch.
-    workers > 0: persistent workers, prefetch 4, each seeding numpy, random and its transform from
-    torch.initial_seed(); workers == 0: the transform is seeded from `seed`. Eval (train=False): fixed
-    order, no sampler; `oversample` is ignored.
+    images[indices] would be, without copying them. train: reshuffled every epoch; each epoch's order and
+    augmentations are seeded from (`seed`, epoch number) alone (:class:`EpochSampler`), the augmentations per
+    loader worker (workers 0 and 1 give the same batches). oversample (train only): sample M items with
+    replacement, weights 1 / class count, so classes come out 1:1 on average; `oversample_to` items per epoch
+    instead of M when given (e.g. `oversampled_size`). oversample_from (with oversample): the first epoch
+    (1-based) that oversamples; before it the usual shuffle (deferred re-sampling). Epochs count one per pass;
+    `set_loader_epoch` names the next (a resumed run). workers > 0: persistent workers, prefetch 4, each seeding
+    numpy's and random's global generators from torch.initial_seed(). Eval (train=False): fixed order, no
+    sampler; `oversample` is ignored.
     """
     if batch_size < 1:
         raise DataError(f"batch size must be at least 1, got {batch_size}")
     if workers < 0:
         raise DataError(f"number of loader workers must be >= 0, got {workers}")
     transform = copy.deepcopy(transform)
-    dataset = ArrayDataset(images, labels, transform, indices)
+    dataset = ArrayDataset(images, labels, transform, indices, seed=seed)
     generator = torch.Generator().manual_seed(seed)
-    sampler = None
-    if train and oversample:
-        sampler = WeightedRandomSampler(
-            balanced_weights(dataset.labels),
-            num_samples=len(dataset) if oversample_to is None else int(oversample_to),
-            replacement=True,
-            generator=generator,
-        )
-        if oversample_from is not None:  # the same RandomSampler as shuffle=True, so early epochs match `ce`
-            sampler = DeferredSampler(RandomSampler(dataset, generator=generator), sampler, oversample_from)
-    if workers == 0:
-        seed_transform(transform, seed)
+    sampler: Sampler[int] | None = None
+    if train:
+        sampler = RandomSampler(dataset, generator=generator)
+        if oversample:
+            weighted = WeightedRandomSampler(
+                balanced_weights(dataset.labels),
+                num_samples=len(dataset) if oversample_to is None else int(oversample_to),
+                replacement=True,
+                generator=generator,
+            )  # deferred: the same shuffle as `ce` until the drw epoch
+            sampler = weighted if oversample_from is None else DeferredSampler(sampler, weighted, oversample_from)
+        sampler = EpochSampler(sampler, generator, seed)
     extra: dict[str, Any] = {}
     if workers > 0:
         extra = {"persistent_workers": True, "prefetch_factor": 4, "worker_init_fn": _seed_worker}
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=train and sampler is None,
         sampler=sampler,
         num_workers=workers,
         generator=generator,
