@@ -189,6 +189,13 @@ def run(
     cpus_per_run: Annotated[
         float | None, typer.Option(help="With --executor ray: CPUs per run; torch threads = whole CPUs. [1]")
     ] = None,
+    checkpoint_minutes: Annotated[
+        float | None,
+        typer.Option(
+            help="Save a run's training state after an epoch at most this often; a stopped run resumes from it "
+            "(0: every epoch, inf: never; local executor). [10]"
+        ),
+    ] = None,
     dry_run: Annotated[
         bool,
         typer.Option(
@@ -232,6 +239,7 @@ def run(
         "pretrained_file": str(pretrained_file) if pretrained_file else None,
         "device": device, "amp": amp, "workers": workers, "compile": compile_model, "executor": executor,
         "ray_address": ray_address, "gpus_per_run": gpus_per_run, "cpus_per_run": cpus_per_run,
+        "checkpoint_minutes": checkpoint_minutes,
     }  # fmt: skip
     out = out or Path("runs") / datetime.now().strftime("%Y-%m-%d_%H%M%S")
     previous_handler = signal.signal(signal.SIGTERM, _terminate)

@@ -61,6 +61,7 @@ PAPER_DEFAULTS: dict[str, Any] = {
     "ray_address": None,
     "gpus_per_run": None,
     "cpus_per_run": 1.0,
+    "checkpoint_minutes": 10.0,
 }
 
 CB_KINDS = ("softmax", "sigmoid", "focal")
@@ -186,6 +187,17 @@ def _workers(value: Any, name: str) -> int | None:
     return None if value is None else _int_at_least(0)(value, name)
 
 
+def _minutes(value: Any, name: str) -> float:
+    """Minutes >= 0, or inf (never)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number of minutes or inf, got {value!r}") from None
+    if math.isnan(number) or number < 0:
+        raise ConfigError(f"{name} must be 0 or more minutes (inf: never), got {value!r}")
+    return number
+
+
 def _optional_text(value: Any, name: str) -> str | None:
     if value is None:
         return None
@@ -247,6 +259,7 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "ray_address": _optional_text,
     "gpus_per_run": _gpus_per_run,
     "cpus_per_run": _float_in(0.0, math.inf, low_open=True, high_open=True),
+    "checkpoint_minutes": _minutes,
 }
 assert set(_PARSERS) == set(PAPER_DEFAULTS)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -94,10 +95,12 @@ def run_grid(
     workers: int,
     observer: GridObserver,
     cache_dir: Path | None = None,
+    checkpoint_minutes: float = math.inf,
 ) -> GridSummary:
     """Run every unfinished cell of ``spec`` in order, writing one folder per run under ``out_dir``.
 
     ``cache_dir``: where the decode cache of ImageFolder images lives (None: decode in memory, no cache).
+    ``checkpoint_minutes``: the least time between two checkpoints of a run (see :func:`execute_run`).
     Call :func:`check_grid` first to turn a bad backbone or class into an error before anything is written.
     """
     cells = spec.cells()
@@ -122,6 +125,7 @@ def run_grid(
                 folder,
                 setup,
                 workers=workers,
+                checkpoint_minutes=checkpoint_minutes,
                 on_epoch=observer.epoch_done,
                 on_batch=observer.batch_done,
             )

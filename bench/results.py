@@ -6,6 +6,8 @@
   ``metrics.jsonl`` one JSON line per epoch: losses, train accuracy, learning rate, seconds;
   ``test_outputs.npz``  per test image, in test-split order: ``logits`` (float32 [N, C]), ``features``
                     (pre-logits features, float16 [N, D]) and ``labels`` (int64 [N]); written before result.json;
+  ``checkpoint.pt`` the training state after some epoch of an unfinished run (:mod:`bench.checkpoint`), so an
+                    interrupted run resumes there; removed once result.json is written;
   ``.lock``         held (``fcntl.flock``) by the process training the run, so two ``bench run`` processes on one
                     ``--out`` never train the same run; the kernel drops it when that process dies, even by kill -9;
   ``result.json``   final metrics, class counts, seed, device, versions and wall time — written last and
@@ -24,11 +26,13 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from bench.config import PAPER_DEFAULTS, ConfigError, RunConfig
+
+CHECKPOINT_FILE = "checkpoint.pt"
 
 SCHEMA_VERSION = 1
 DONE_STATUSES = ("finished", "failed")
@@ -58,10 +62,18 @@ def write_json_atomic(path: Path, payload: Any) -> None:
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` via a temporary file in the same folder and ``os.replace``, like :func:`write_json_atomic`."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path) as stream:
+        stream.write(data)
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path) -> Iterator[BinaryIO]:
+    """A binary stream to a temporary file beside ``path``, synced and renamed to ``path`` when the block ends
+    without an error (readers never see half a file); removed when it raises."""
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
+            yield stream
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)
@@ -167,11 +179,25 @@ class RunFolder:
             )
         return True
 
-    def start(self, config: RunConfig, extra: dict[str, Any]) -> None:
-        """Begin (or restart) the run: write its config and clear epoch rows of an interrupted attempt."""
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / CHECKPOINT_FILE
+
+    def start(self, config: RunConfig, extra: dict[str, Any], *, keep_epochs: int = 0) -> None:
+        """Begin (or restart) the run: write its config and clear the epoch rows of an interrupted attempt but
+        the first ``keep_epochs`` (those a resumed run's checkpoint comes after)."""
         self.path.mkdir(parents=True, exist_ok=True)
-        self.metrics.unlink(missing_ok=True)
+        rows = self.epoch_rows()[:keep_epochs]
+        write_bytes_atomic(self.metrics, "".join(rows).encode("utf-8"))
         write_json_atomic(self.config, {**config.to_dict(), **extra, "versions": versions()})
+
+    def epoch_rows(self) -> list[str]:
+        """The lines of metrics.jsonl that are whole rows (a killed process may have left half of one)."""
+        try:
+            text = self.metrics.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return []
+        return [line for line in text.splitlines(keepends=True) if line.endswith("\n")]
 
     def append_epoch(self, row: dict[str, Any]) -> None:
         with self.metrics.open("a", encoding="utf-8") as stream:
@@ -182,21 +208,13 @@ class RunFolder:
 
     def write_outputs(self, logits: np.ndarray, features: np.ndarray, labels: np.ndarray) -> None:
         """Save the test outputs atomically; features as float16 to keep the file small (2 MB for 2000 x 512)."""
-        handle, temporary = tempfile.mkstemp(prefix=f".{OUTPUTS_FILE}.", suffix=".tmp", dir=self.path)
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                np.savez(
-                    stream,
-                    logits=logits.astype(np.float32),
-                    features=features.astype(np.float16),
-                    labels=labels.astype(np.int64),
-                )
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.replace(temporary, self.outputs)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        with atomic_file(self.outputs) as stream:
+            np.savez(
+                stream,
+                logits=logits.astype(np.float32),
+                features=features.astype(np.float16),
+                labels=labels.astype(np.int64),
+            )
 
     def read_files(self) -> RunFiles:
         """The folder's files (those that exist) and its result, for sending to another machine."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable
@@ -11,6 +12,7 @@ import numpy as np
 import torch
 
 from backbones import TappedBackbone, create_backbone
+from bench.checkpoint import Checkpoints, TrainingState
 from bench.config import RunConfig, TrainSettings
 from bench.data import (
     ImageStack,
@@ -95,27 +97,12 @@ def classifier_ref(model: TappedBackbone) -> ClassifierRef | None:
     return ClassifierRef(int(weight.shape[1]), lambda: head.weight)
 
 
-def execute_run(
-    config: RunConfig,
-    task: TaskData,
-    folder: RunFolder,
-    setup: DeviceSetup,
-    *,
-    workers: int,
-    on_epoch: EpochCallback | None = None,
-    on_batch: BatchCallback | None = None,
-) -> dict[str, Any]:
-    """Train ``config`` on ``task`` and write ``folder``; return the result record (status finished or failed).
-
-    The model of the final epoch is evaluated on the whole test split: the test split never selects a model.
-    """
-    started = time.perf_counter()
+def _build_training(
+    config: RunConfig, task: TaskData, subset: TaskSubset | LongTailSubset, setup: DeviceSetup
+) -> tuple[TappedBackbone, TrainingState, dict[str, Any]]:
+    """Seeded from the run's seed: the model, optimizer, schedule, scaler and loss, and the normalisation."""
     settings = config.settings
     spec = parse_method(config.method)
-    subset = create_subset(task, majority_count=settings.majority_count, ratio=config.ratio, seed=config.seed)
-    labels = task.train_labels[subset.indices]  # the images stay where they are: loaders index them
-    train_counts = dict(zip(task.classes, subset.class_counts, strict=True))
-
     seed_everything(config.seed)
     model = create_backbone(
         config.backbone,
@@ -127,6 +114,50 @@ def execute_run(
         cosine_classifier=spec.cosine_classifier,
     )
     normalisation = _normalisation(model, settings, task.train_images, subset.indices)
+    classifier = classifier_ref(model)
+    model = prepare_model(model, setup)
+    loss_fn = create_method_loss(
+        spec, list(subset.class_counts), settings, feature_dims=model.tap_channels, classifier=classifier
+    )
+    loss_fn = loss_fn.to(setup.device)
+    # the loss may own parameters (supcon's projection head): they train with the model
+    optimizer = torch.optim.Adam(
+        [*model.parameters(), *loss_fn.parameters()], lr=settings.lr, weight_decay=settings.weight_decay
+    )
+    state = TrainingState(model, optimizer, create_scheduler(optimizer, settings), create_grad_scaler(setup), loss_fn)
+    return model, state, normalisation
+
+
+def execute_run(
+    config: RunConfig,
+    task: TaskData,
+    folder: RunFolder,
+    setup: DeviceSetup,
+    *,
+    workers: int,
+    checkpoint_minutes: float = math.inf,
+    on_epoch: EpochCallback | None = None,
+    on_batch: BatchCallback | None = None,
+) -> dict[str, Any]:
+    """Train ``config`` on ``task`` and write ``folder``; return the result record (status finished or failed).
+
+    The model of the final epoch is evaluated on the whole test split: the test split never selects a model.
+    A checkpoint in ``folder`` (:mod:`bench.checkpoint`) is resumed from; one is saved after an epoch when
+    ``checkpoint_minutes`` have passed since the run (or its last checkpoint) began, and removed at the end.
+    """
+    started = time.perf_counter()
+    settings = config.settings
+    spec = parse_method(config.method)
+    subset = create_subset(task, majority_count=settings.majority_count, ratio=config.ratio, seed=config.seed)
+    labels = task.train_labels[subset.indices]  # the images stay where they are: loaders index them
+    train_counts = dict(zip(task.classes, subset.class_counts, strict=True))
+
+    checkpoints = Checkpoints(folder.checkpoint, config, workers=workers, minutes=checkpoint_minutes)
+    model, state, normalisation = _build_training(config, task, subset, setup)
+    resumed = checkpoints.resume(state, setup.device, logged=len(folder.epoch_rows()))
+    if checkpoints.discarded:  # it may have loaded part of its state before failing
+        model, state, normalisation = _build_training(config, task, subset, setup)
+    done_epochs, done_seconds = (resumed.epoch, resumed.seconds) if resumed else (0, 0.0)
     folder.start(
         config,
         {
@@ -138,6 +169,7 @@ def execute_run(
             "classifier": "cosine" if spec.cosine_classifier else "linear",
             "train_counts": train_counts,
         },
+        keep_epochs=done_epochs,
     )
     folder.write_subset(
         {
@@ -146,18 +178,7 @@ def execute_run(
         }
     )
 
-    classifier = classifier_ref(model)
-    model = prepare_model(model, setup)
-    loss_fn = create_method_loss(
-        spec, list(subset.class_counts), settings, feature_dims=model.tap_channels, classifier=classifier
-    )
-    loss_fn = loss_fn.to(setup.device)
-    # the loss may own parameters (supcon's projection head): they train with the model
-    optimizer = torch.optim.Adam(
-        [*model.parameters(), *loss_fn.parameters()], lr=settings.lr, weight_decay=settings.weight_decay
-    )
-    scheduler = create_scheduler(optimizer, settings)
-    scaler = create_grad_scaler(setup)
+    loss_fn, optimizer = state.loss, state.optimizer
     mean, std = normalisation["mean"], normalisation["std"]
     train_transform = create_train_transform(
         mean, std, randaug_ops=settings.randaug_ops, randaug_magnitude=settings.randaug_magnitude
@@ -187,23 +208,27 @@ def execute_run(
         pin_memory=setup.pin_memory,
     )
 
+    def wall_seconds() -> float:
+        return round(done_seconds + time.perf_counter() - started, 3)
+
     common = {
         "train_counts": train_counts,
         # differs when the minority (the tail class) ran short
         "actual_ratio": round(subset.class_counts[-1] / subset.class_counts[0], 6),
         "test_counts": task.test_counts(),
         "skipped_files": len(task.skipped),
+        **({"resumed_after_epochs": list(checkpoints.resumed_after)} if resumed else {}),
     }
-    for epoch in range(1, settings.epochs + 1):
+    for epoch in range(done_epochs + 1, settings.epochs + 1):
         epoch_started = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         loss_fn.set_epoch(epoch)
         set_loader_epoch(train_loader, epoch)
         try:
-            summary = train_one_epoch(model, train_loader, loss_fn, optimizer, scaler, setup, on_batch=on_batch)
+            summary = train_one_epoch(model, train_loader, loss_fn, optimizer, state.scaler, setup, on_batch=on_batch)
         except NonFiniteLossError as error:
             failure = {"reason": str(error), "epoch": epoch}
-            return folder.finish(
+            result = folder.finish(
                 config,
                 {
                     "status": "failed",
@@ -211,12 +236,16 @@ def execute_run(
                     **common,
                     "epochs": epoch,
                     "device": setup.description,
-                    "wall_seconds": round(time.perf_counter() - started, 3),
+                    "wall_seconds": wall_seconds(),
                 },
             )
-        scheduler.step()
+            checkpoints.remove()
+            return result
+        state.scheduler.step()
         row = {"epoch": epoch, "lr": lr, **summary, "seconds": round(time.perf_counter() - epoch_started, 3)}
         folder.append_epoch(row)
+        if epoch < settings.epochs and checkpoints.due():
+            checkpoints.save(state, epoch, wall_seconds())
         if on_epoch is not None:
             on_epoch(epoch, settings.epochs, row)
 
@@ -236,7 +265,7 @@ def execute_run(
         )
         knn_metrics = {"test_knn_acc": knn_accuracy(model, train_eval_loader, test_loader, setup)}
     folder.write_outputs(outputs.logits, outputs.features, outputs.targets)
-    return folder.finish(
+    result = folder.finish(
         config,
         {
             "status": "finished",
@@ -249,6 +278,8 @@ def execute_run(
             **common,
             "epochs": settings.epochs,
             "device": setup.description,
-            "wall_seconds": round(time.perf_counter() - started, 3),
+            "wall_seconds": wall_seconds(),
         },
     )
+    checkpoints.remove()
+    return result

@@ -98,7 +98,8 @@ def run_session(
             )  # fmt: skip
         else:
             summary = run_grid(
-                spec, plan.source, out, setup, workers=workers, observer=observer, cache_dir=decode_dir
+                spec, plan.source, out, setup, workers=workers, observer=observer, cache_dir=decode_dir,
+                checkpoint_minutes=plan.checkpoint_minutes,
             )  # fmt: skip
     if summary.skipped_files:
         console.print(f"[yellow]warning[/]: {len(summary.skipped_files)} unreadable image files were skipped, e.g. "

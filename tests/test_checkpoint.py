@@ -1,0 +1,162 @@
+"""A run stopped after a checkpoint resumes there and ends exactly as the uninterrupted run does.
+
+Runs train timm's tiny ``test_resnet`` at 16 px on the bundled digits; the stop is a KeyboardInterrupt raised
+when the third epoch starts, as Ctrl-C would, after the checkpoint of epoch 2 was written.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from bench import cli
+from bench import runner as runner_module
+from bench.checkpoint import Checkpoints, TrainingState
+from bench.config import PAPER_DEFAULTS, RunConfig, TrainSettings
+from bench.results import CHECKPOINT_FILE
+
+runner = CliRunner()
+GRID = ["run", "--task", "fine", "--ratios", "0.5", "--seeds", "1", "--epochs", "4", "--img-size", "16",
+        "--majority-count", "24", "--batch-size", "8", "--backbone", "test_resnet",
+        "--checkpoint-minutes", "0"]  # fmt: skip
+
+
+def run(out: Path, *extra: str) -> None:
+    result = runner.invoke(cli.app, [*GRID, *extra, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+
+
+def stop_at_epoch(monkeypatch: pytest.MonkeyPatch, stop: int) -> None:
+    """Make the next run raise KeyboardInterrupt as it starts epoch ``stop``."""
+    real, calls = runner_module.train_one_epoch, []
+
+    def counting(*args: object, **kwargs: object) -> dict[str, float]:
+        calls.append(1)
+        if len(calls) == stop:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner_module, "train_one_epoch", counting)
+
+
+def without_timings(folder: Path) -> tuple[list[dict[str, float]], dict[str, object]]:
+    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    result = json.loads((folder / "result.json").read_text())
+    for row in rows:
+        row.pop("seconds")
+    return rows, {key: result[key] for key in ("metrics", "train_counts", "epochs", "status")}
+
+
+@pytest.mark.parametrize(
+    ("method", "extra"),
+    [
+        ("ce", []),
+        ("fscl+os", ["--warmup-epochs", "1"]),  # taps, an oversampler and the warm-up schedule
+        ("ldam+drs", ["--drw-epoch", "3"]),  # re-weighting and re-sampling switch on after the resume point
+        ("la+bcl", []),  # a loss with its own parameters that reads the classifier
+    ],
+)
+def test_a_stopped_run_resumes_at_its_checkpoint_and_ends_as_if_never_stopped(
+    method: str, extra: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run(tmp_path / "straight", "--methods", method, *extra)
+    with monkeypatch.context() as patch:
+        stop_at_epoch(patch, 3)
+        stopped = runner.invoke(cli.app, [*GRID, "--methods", method, *extra, "--out", str(tmp_path / "resumed")])
+    assert stopped.exit_code == 130, stopped.output
+    (folder,) = (tmp_path / "resumed").iterdir()
+    assert (folder / CHECKPOINT_FILE).exists() and not (folder / "result.json").exists()
+    resumed_epochs = []
+    with monkeypatch.context() as patch:  # count the epochs the second attempt trains
+        real = runner_module.train_one_epoch
+        patch.setattr(runner_module, "train_one_epoch", lambda *a, **k: resumed_epochs.append(1) or real(*a, **k))
+        run(tmp_path / "resumed", "--methods", method, *extra)
+    assert len(resumed_epochs) == 2  # epochs 3 and 4 only
+    straight = tmp_path / "straight" / folder.name
+    assert without_timings(folder) == without_timings(straight)
+    with np.load(folder / "test_outputs.npz") as a, np.load(straight / "test_outputs.npz") as b:
+        assert all(np.array_equal(a[key], b[key]) for key in ("logits", "features", "labels"))
+    result = json.loads((folder / "result.json").read_text())
+    assert result["resumed_after_epochs"] == [2] and not (folder / CHECKPOINT_FILE).exists()
+    assert "resumed_after_epochs" not in json.loads((straight / "result.json").read_text())
+
+
+def test_no_checkpoint_is_written_when_minutes_have_not_passed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    stop_at_epoch(monkeypatch, 3)
+    stopped = runner.invoke(cli.app, [*GRID, "--checkpoint-minutes", "10", "--out", str(tmp_path)])
+    assert stopped.exit_code == 130
+    (folder,) = tmp_path.iterdir()
+    assert not (folder / CHECKPOINT_FILE).exists() and len((folder / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def config_of(epochs: int) -> RunConfig:
+    settings = TrainSettings.from_options({**PAPER_DEFAULTS, "epochs": epochs})
+    return RunConfig("digits", "f", "fine", ("a", "b"), "test_resnet", "ce", 0.5, 0, settings)
+
+
+def small_state() -> TrainingState:
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.Adam(model.parameters())
+    scheduler = runner_module.create_scheduler(optimizer, config_of(4).settings)
+    return TrainingState(model, optimizer, scheduler, None, torch.nn.Identity())
+
+
+def test_a_checkpoint_of_other_settings_or_a_damaged_one_is_discarded_with_a_warning(tmp_path: Path) -> None:
+    path = tmp_path / CHECKPOINT_FILE
+    Checkpoints(path, config_of(4), workers=0, minutes=0).save(small_state(), 2, 1.5)
+    other = Checkpoints(path, config_of(5), workers=0, minutes=0)
+    with pytest.warns(UserWarning, match="not a usable checkpoint .*other settings"):
+        assert other.resume(small_state(), torch.device("cpu"), logged=2) is None
+    assert other.discarded and not path.exists()
+    path.write_bytes(b"half a file")
+    with pytest.warns(UserWarning, match="not a usable checkpoint"):
+        assert (
+            Checkpoints(path, config_of(4), workers=0, minutes=0).resume(small_state(), torch.device("cpu"), logged=2)
+            is None
+        )
+
+
+def test_a_checkpoint_ahead_of_the_epoch_log_is_discarded(tmp_path: Path) -> None:
+    path = tmp_path / CHECKPOINT_FILE
+    Checkpoints(path, config_of(4), workers=0, minutes=0).save(small_state(), 2, 1.5)
+    with pytest.warns(UserWarning, match="follows epoch 2 but the epoch log has 1 rows"):
+        assert (
+            Checkpoints(path, config_of(4), workers=0, minutes=0).resume(small_state(), torch.device("cpu"), logged=1)
+            is None
+        )
+
+
+def test_resuming_with_other_loader_workers_warns_that_augmentations_differ(tmp_path: Path) -> None:
+    path = tmp_path / CHECKPOINT_FILE
+    saved_state = small_state()
+    Checkpoints(path, config_of(4), workers=0, minutes=0).save(saved_state, 2, 1.5)
+    same = Checkpoints(path, config_of(4), workers=1, minutes=0)  # the main process counts as worker 0
+    loaded_state = small_state()
+    resumed = same.resume(loaded_state, torch.device("cpu"), logged=2)
+    assert resumed is not None and (resumed.epoch, resumed.seconds, resumed.resumed_after) == (2, 1.5, (2,))
+    assert torch.equal(loaded_state.model.weight, saved_state.model.weight)
+    with pytest.warns(UserWarning, match="resumes with 3 loader workers after 0: its augmentations from epoch 3"):
+        assert Checkpoints(path, config_of(4), workers=3, minutes=0).resume(
+            small_state(), torch.device("cpu"), logged=2
+        )
+
+
+def test_checkpoint_minutes_are_checked() -> None:
+    result = runner.invoke(cli.app, [*GRID, "--checkpoint-minutes", "-1"])
+    assert result.exit_code == 2 and "--checkpoint-minutes must be 0 or more minutes (inf: never)" in result.output
+
+
+def test_torch_random_state_is_restored(tmp_path: Path) -> None:
+    """Backbones with dropout or drop-path draw from torch's generator while training."""
+    path = tmp_path / CHECKPOINT_FILE
+    torch.manual_seed(5)
+    Checkpoints(path, config_of(4), workers=0, minutes=0).save(small_state(), 2, 1.5)
+    expected = torch.rand(3)
+    torch.manual_seed(99)
+    assert Checkpoints(path, config_of(4), workers=0, minutes=0).resume(small_state(), torch.device("cpu"), logged=2)
+    assert torch.equal(torch.rand(3), expected)
