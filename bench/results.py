@@ -34,6 +34,14 @@ from bench.config import PAPER_DEFAULTS, ConfigError, RunConfig
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _umask()  # read once at import: os.umask can only be read by setting it
 SCHEMA_VERSION = 1
 DONE_STATUSES = ("finished", "failed")
 OUTPUTS_FILE = "test_outputs.npz"
@@ -72,6 +80,7 @@ def atomic_file(path: Path) -> Iterator[BinaryIO]:
     without an error (readers never see half a file); removed when it raises."""
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(handle, 0o666 & ~UMASK)  # mkstemp makes it 0600: give it the mode open() would
         with os.fdopen(handle, "wb") as stream:
             yield stream
             stream.flush()

@@ -191,3 +191,12 @@ def test_a_run_whose_loss_turns_nan_is_recorded_as_failed_and_the_grid_goes_on(
     cb = next(row for row in rows if row["method"] == "cb")
     assert (cb["n"], cb["n_failed"]) == ("0", "2")
     assert "✗2" in (out / "leaderboard.md").read_text()
+
+
+def test_run_files_get_the_permissions_open_would_give_them(tmp_path: Path) -> None:
+    """Atomic writes go through mkstemp, which makes files 0600: colleagues on a shared --out could not read them."""
+    from bench.results import UMASK, write_json_atomic
+
+    write_json_atomic(tmp_path / "result.json", {"status": "finished"})
+    assert (tmp_path / "result.json").stat().st_mode & 0o777 == 0o666 & ~UMASK
+    assert json.loads((tmp_path / "result.json").read_text()) == {"status": "finished"}
