@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ class GridObserver(Protocol):
     def grid_started(self, total: int, done: int) -> None: ...
     def preparing(self, what: str, done: int, total: int) -> None: ...
     def run_started(self, config: RunConfig) -> None: ...
+    def run_resumed(self, config: RunConfig, epoch: int) -> None: ...
     def epoch_done(self, epoch: int, epochs: int, row: dict[str, float]) -> None: ...
     def batch_done(self, done: int, total: int) -> None: ...
     def run_done(self, config: RunConfig, result: dict[str, Any]) -> None: ...
@@ -126,6 +128,7 @@ def run_grid(
                 setup,
                 workers=workers,
                 checkpoint_minutes=checkpoint_minutes,
+                on_resume=functools.partial(observer.run_resumed, cell),
                 on_epoch=observer.epoch_done,
                 on_batch=observer.batch_done,
             )

@@ -71,6 +71,12 @@ class RichGridObserver:
         if self._current is not None:
             self.progress.update(self._current, completed=done, total=total or None, description=self._describe())
 
+    def run_resumed(self, config: RunConfig, epoch: int) -> None:
+        self._epoch = min(epoch + 1, self._epochs)
+        self.console.print(f"[cyan]resuming[/] {config.run_id} after epoch {epoch} (its checkpoint)", soft_wrap=True)
+        if self._current is not None:
+            self.progress.update(self._current, description=self._describe())
+
     def epoch_done(self, epoch: int, epochs: int, row: dict[str, float]) -> None:
         self._epoch = min(epoch + 1, epochs)
 

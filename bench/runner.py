@@ -136,6 +136,7 @@ def execute_run(
     *,
     workers: int,
     checkpoint_minutes: float = math.inf,
+    on_resume: Callable[[int], None] | None = None,
     on_epoch: EpochCallback | None = None,
     on_batch: BatchCallback | None = None,
 ) -> dict[str, Any]:
@@ -144,6 +145,7 @@ def execute_run(
     The model of the final epoch is evaluated on the whole test split: the test split never selects a model.
     A checkpoint in ``folder`` (:mod:`bench.checkpoint`) is resumed from; one is saved after an epoch when
     ``checkpoint_minutes`` have passed since the run (or its last checkpoint) began, and removed at the end.
+    ``on_resume`` hears the epoch a checkpoint comes after.
     """
     started = time.perf_counter()
     settings = config.settings
@@ -158,6 +160,8 @@ def execute_run(
     if checkpoints.discarded:  # it may have loaded part of its state before failing
         model, state, normalisation = _build_training(config, task, subset, setup)
     done_epochs, done_seconds = (resumed.epoch, resumed.seconds) if resumed else (0, 0.0)
+    if resumed and on_resume is not None:
+        on_resume(resumed.epoch)
     folder.start(
         config,
         {

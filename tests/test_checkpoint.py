@@ -26,9 +26,10 @@ GRID = ["run", "--task", "fine", "--ratios", "0.5", "--seeds", "1", "--epochs", 
         "--checkpoint-minutes", "0"]  # fmt: skip
 
 
-def run(out: Path, *extra: str) -> None:
+def run(out: Path, *extra: str) -> str:
     result = runner.invoke(cli.app, [*GRID, *extra, "--out", str(out)])
     assert result.exit_code == 0, result.output
+    return result.output
 
 
 def stop_at_epoch(monkeypatch: pytest.MonkeyPatch, stop: int) -> None:
@@ -75,8 +76,9 @@ def test_a_stopped_run_resumes_at_its_checkpoint_and_ends_as_if_never_stopped(
     with monkeypatch.context() as patch:  # count the epochs the second attempt trains
         real = runner_module.train_one_epoch
         patch.setattr(runner_module, "train_one_epoch", lambda *a, **k: resumed_epochs.append(1) or real(*a, **k))
-        run(tmp_path / "resumed", "--methods", method, *extra)
+        output = run(tmp_path / "resumed", "--methods", method, *extra)
     assert len(resumed_epochs) == 2  # epochs 3 and 4 only
+    assert f"resuming {folder.name} after epoch 2 (its checkpoint)" in output
     straight = tmp_path / "straight" / folder.name
     assert without_timings(folder) == without_timings(straight)
     with np.load(folder / "test_outputs.npz") as a, np.load(straight / "test_outputs.npz") as b:
