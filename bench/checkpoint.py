@@ -46,6 +46,18 @@ class Resumed:
     resumed_after: tuple[int, ...]
 
 
+def saved_epoch(path: Path, config: RunConfig) -> int:
+    """The epochs the checkpoint at ``path`` comes after if it looks usable for ``config`` (``bench run --dry-run``);
+    0 when there is none or it is another run's or unreadable. Memory-maps the file: no weights are read."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        if saved.get("format") == FORMAT and saved.get("config") == config.to_dict():
+            return int(saved["epoch"])
+    except Exception:  # absent or damaged: the run starts over
+        pass
+    return 0
+
+
 def _same_streams(workers: int, other: int) -> bool:
     """Augmentations are seeded per loader worker, the main process counting as worker 0: 0 and 1 agree."""
     return max(workers, 1) == max(other, 1)

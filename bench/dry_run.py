@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.checkpoint import saved_epoch
 from bench.config import GridSpec, RunConfig
 from bench.data import DatasetSource, subsample_task
 from bench.data.subsample import long_tail_counts
@@ -20,6 +21,7 @@ from bench.device import DeviceSetup
 from bench.grid import pending_cells
 from bench.methods import parse_method
 from bench.metrics import MAJORITY, MINORITY
+from bench.results import RunFolder
 from bench.speed import measure_steps
 
 TIMED_STEPS = 3  # timed training steps of each kind (after one untimed warm-up step of each); the median is used
@@ -32,6 +34,11 @@ class CellCost:
     config: RunConfig
     train_images: int
     seconds_per_step: float
+    done_epochs: int = 0  # epochs its checkpoint in --out comes after: the run resumes there
+
+    @property
+    def epochs(self) -> int:
+        return self.config.settings.epochs - self.done_epochs
 
     @property
     def steps_per_epoch(self) -> int:
@@ -43,7 +50,7 @@ class CellCost:
 
     @property
     def seconds(self) -> float:
-        return self.config.settings.epochs * self.seconds_per_epoch
+        return self.epochs * self.seconds_per_epoch
 
 
 @dataclass(frozen=True)
@@ -98,8 +105,9 @@ def torch_threads(threads: int) -> Iterator[None]:
 def estimate_grid(
     spec: GridSpec, source: DatasetSource, out_dir: Path, setup: DeviceSetup, *, parallel: int, threads: int
 ) -> GridEstimate:
-    """Scan ``out_dir`` for finished runs and time ``TIMED_STEPS`` steps of each backbone the unfinished runs use
-    (with and without taps, at the grid's image and batch size, on ``threads`` torch threads)."""
+    """Scan ``out_dir`` for finished runs and checkpoints of unfinished ones, and time ``TIMED_STEPS`` steps of
+    each backbone the unfinished runs use (with and without taps, at the grid's image and batch size, on
+    ``threads`` torch threads)."""
     cells = spec.cells()
     pending = pending_cells(spec, out_dir)
     settings = spec.settings
@@ -119,7 +127,8 @@ def estimate_grid(
         if key not in sizes:
             sizes[key] = train_images(source, cell)
         seconds = step_seconds[(cell.backbone, parse_method(cell.method).needs_taps)]
-        remaining.append(CellCost(cell, sizes[key], seconds))
+        done = saved_epoch(RunFolder(out_dir / cell.run_id).checkpoint, cell)
+        remaining.append(CellCost(cell, sizes[key], seconds, done))
     return GridEstimate(cells, remaining, parallel, step_seconds, setup.description, threads)
 
 
@@ -171,7 +180,13 @@ def render(estimate: GridEstimate, out_dir: Path) -> list[str]:
         lines.append(
             f"timed step, {backbone} {kind}: {seconds:.3f} s on {estimate.device}, {estimate.threads} torch threads"
         )
-    epochs = sum(cost.config.settings.epochs for cost in estimate.remaining)
+    epochs = sum(cost.epochs for cost in estimate.remaining)
+    resumed = [cost for cost in estimate.remaining if cost.done_epochs]
+    if resumed:
+        lines.append(
+            f"{len(resumed)} of them resume from a checkpoint: "
+            + ", ".join(f"{cost.config.run_id} after epoch {cost.done_epochs}" for cost in resumed)
+        )
     lines += [
         f"estimate: {len(estimate.remaining)} runs, {epochs} epochs, {_duration(estimate.total_seconds)} of training "
         f"({estimate.total_seconds / 3600:.2f} h); wall time with {estimate.parallel} parallel workers: "

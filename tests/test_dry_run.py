@@ -110,3 +110,34 @@ def test_default_parallel_comes_from_the_executor_and_this_machine() -> None:
     assert dry_run_module.default_parallel("local", 1.0, None) == 1
     assert dry_run_module.default_parallel("ray", 1.0, 0.0) == cores
     assert dry_run_module.default_parallel("ray", 2.0, 0.0) == max(1, cores // 2)
+
+
+def test_a_run_with_a_checkpoint_is_estimated_from_where_it_resumes(tmp_path: Path, timed: list) -> None:
+    import torch
+
+    from bench.checkpoint import Checkpoints, TrainingState
+    from bench.runner import create_scheduler
+
+    options = {"ratios": "1,0.1", "methods": "ce,fscl", "seeds": 2, "epochs": 3, "img_size": 16,
+               "majority_count": 20, "batch_size": 16, "backbones": "test_resnet"}  # fmt: skip
+    cells = plan_run(data=None, config_path=None, task_names=("fine",), classes=None, options=options).spec.cells()
+    out = tmp_path / "runs"
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.Adam(model.parameters())
+    state = TrainingState(model, optimizer, create_scheduler(optimizer, cells[0].settings), None, torch.nn.Identity())
+    ce_r1_s0 = next(cell for cell in cells if (cell.method, cell.ratio, cell.seed) == ("ce", 1.0, 0))
+    (out / ce_r1_s0.run_id).mkdir(parents=True)
+    Checkpoints(RunFolder(out / ce_r1_s0.run_id).checkpoint, ce_r1_s0, workers=0, minutes=0).save(state, 2, 1.0)
+    other = next(cell for cell in cells if (cell.method, cell.ratio, cell.seed) == ("fscl", 1.0, 0))
+    (out / other.run_id).mkdir(parents=True)  # a checkpoint saved under another run's settings does not count
+    Checkpoints(RunFolder(out / other.run_id).checkpoint, ce_r1_s0, workers=0, minutes=0).save(state, 2, 1.0)
+    before = snapshot(out)
+    result = runner.invoke(cli.app, ["run", *GRID, "--dry-run", "--parallel", "3", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert snapshot(out) == before
+    assert f"1 of them resume from a checkpoint: {ce_r1_s0.run_id} after epoch 2" in result.output
+    # 37.5 s for the whole grid less the 2 epochs x 1.5 s the checkpoint already holds
+    line = next(line for line in result.output.splitlines() if line.startswith("estimate:"))
+    assert line == (
+        "estimate: 8 runs, 22 epochs, 34.5 s of training (0.01 h); wall time with 3 parallel workers: 11.5 s"
+    )
