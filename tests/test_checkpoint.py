@@ -162,3 +162,18 @@ def test_torch_random_state_is_restored(tmp_path: Path) -> None:
     torch.manual_seed(99)
     assert Checkpoints(path, config_of(4), workers=0, minutes=0).resume(small_state(), torch.device("cpu"), logged=2)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_the_gradient_scaler_of_fp16_training_is_restored(tmp_path: Path) -> None:
+    """fp16 autocast runs (CUDA) carry a GradScaler whose scale has adapted; a CPU scaler has the same state."""
+    path = tmp_path / CHECKPOINT_FILE
+    saved = small_state()
+    saved = TrainingState(saved.model, saved.optimizer, saved.scheduler, torch.amp.GradScaler("cpu", init_scale=8.0),
+                          saved.loss)  # fmt: skip
+    saved.scaler.scale(torch.ones(1))  # the scale tensor exists from the first scaled loss on
+    saved.scaler.update(2.0)
+    Checkpoints(path, config_of(4), workers=0, minutes=0).save(saved, 2, 1.5)
+    fresh = small_state()
+    fresh = TrainingState(fresh.model, fresh.optimizer, fresh.scheduler, torch.amp.GradScaler("cpu"), fresh.loss)
+    assert Checkpoints(path, config_of(4), workers=0, minutes=0).resume(fresh, torch.device("cpu"), logged=2)
+    assert fresh.scaler.get_scale() == 2.0 and fresh.scaler.state_dict() == saved.scaler.state_dict()
