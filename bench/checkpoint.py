@@ -1,11 +1,12 @@
 """Resume an interrupted run at the epoch where it stopped: its training state, saved in the run folder.
 
-``<run folder>/checkpoint.pt`` holds, after some epoch k, everything that epoch k + 1 starts from: the weights, the
-optimizer's, scheduler's, gradient scaler's and loss's state and torch's random state. The loader needs nothing:
-each epoch's order and augmentations are seeded from the run's seed and the epoch's number
-(:class:`bench.data.loader.EpochSampler`), so a resumed run computes what the uninterrupted run would have
-(on the CPU to the bit, with the same number of loader workers). It is written atomically, at most every
-``minutes`` minutes, and removed when the run ends.
+``<run folder>/checkpoint.pt`` (or ``<checkpoint dir>/<run id>/checkpoint.pt``) holds, after some epoch k,
+everything that epoch k + 1 starts from: the weights, the optimizer's, scheduler's, gradient scaler's and loss's
+state, torch's random state and the run's first k rows of metrics.jsonl (so a Ray worker's fresh run folder can be
+rebuilt). The loader needs nothing: each epoch's order and augmentations are seeded from the run's seed and the
+epoch's number (:class:`bench.data.loader.EpochSampler`), so a resumed run computes what the uninterrupted run
+would have (on the CPU to the bit, with the same number of loader workers). It is written atomically, at most
+every ``minutes`` minutes, and removed when the run ends.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 import torch
 
 from bench.config import RunConfig
-from bench.results import atomic_file
+from bench.results import CHECKPOINT_FILE, atomic_file
 
 FORMAT = 1
 
@@ -38,12 +39,18 @@ class TrainingState:
 
 @dataclass(frozen=True)
 class Resumed:
-    """Where a resumed run picks up: after ``epoch`` epochs, ``seconds`` of training behind it, and the epochs
-    after which earlier attempts resumed (this one last)."""
+    """Where a resumed run picks up: after ``epoch`` epochs, ``seconds`` of training behind it, the epochs after
+    which earlier attempts resumed (this one last) and the run's metrics.jsonl lines of those ``epoch`` epochs."""
 
     epoch: int
     seconds: float
     resumed_after: tuple[int, ...]
+    rows: tuple[str, ...]
+
+
+def checkpoint_file(out_dir: Path, run_id: str, checkpoint_dir: Path | None = None) -> Path:
+    """Where a run keeps its checkpoint: its run folder under ``out_dir``, or its folder under ``checkpoint_dir``."""
+    return (checkpoint_dir if checkpoint_dir is not None else out_dir) / run_id / CHECKPOINT_FILE
 
 
 def saved_epoch(path: Path, config: RunConfig) -> int:
@@ -75,9 +82,8 @@ class Checkpoints:
         self.resumed_after: tuple[int, ...] = ()
         self.discarded = False  # resume() gave up on a checkpoint, possibly after loading part of it
 
-    def resume(self, state: TrainingState, device: torch.device, *, logged: int) -> Resumed | None:
-        """Load the checkpoint into ``state`` if there is one for this run's configuration and the run folder
-        logged (``logged``) at least the epochs it comes after; None otherwise.
+    def resume(self, state: TrainingState, device: torch.device) -> Resumed | None:
+        """Load the checkpoint into ``state`` if there is one for this run's configuration; None otherwise.
 
         A checkpoint that cannot be read or belongs to other settings is discarded with a warning (the run
         starts over, and ``discarded`` tells the caller to build ``state`` afresh: part of it may be loaded);
@@ -90,8 +96,8 @@ class Checkpoints:
             saved = torch.load(self.path, map_location=device, weights_only=True)
             if saved.get("format") != FORMAT or saved.get("config") != self.config:
                 raise ValueError("saved for other settings")
-            if int(saved["epoch"]) > logged:
-                raise ValueError(f"it follows epoch {saved['epoch']} but the epoch log has {logged} rows")
+            if len(saved["rows"]) != int(saved["epoch"]):
+                raise ValueError(f"it follows epoch {saved['epoch']} but holds {len(saved['rows'])} epoch rows")
             state.model.load_state_dict(saved["model"])
             state.optimizer.load_state_dict(saved["optimizer"])
             state.scheduler.load_state_dict(saved["scheduler"])
@@ -117,18 +123,20 @@ class Checkpoints:
             )
         self.resumed_after = (*saved["resumed_after"], int(saved["epoch"]))
         self.last_save = time.monotonic()
-        return Resumed(int(saved["epoch"]), float(saved["seconds"]), self.resumed_after)
+        return Resumed(int(saved["epoch"]), float(saved["seconds"]), self.resumed_after, tuple(saved["rows"]))
 
     def due(self) -> bool:
         return math.isfinite(self.minutes) and time.monotonic() - self.last_save >= 60 * self.minutes
 
-    def save(self, state: TrainingState, epoch: int, seconds: float) -> None:
-        """Write the state after ``epoch`` epochs (``seconds`` of training so far) atomically."""
+    def save(self, state: TrainingState, epoch: int, seconds: float, rows: list[str]) -> None:
+        """Write the state after ``epoch`` epochs (``seconds`` of training so far, ``rows`` the run's metrics.jsonl
+        lines of those epochs) atomically; the folder is made if need be (a shared --checkpoint-dir)."""
         payload: dict[str, Any] = {
             "format": FORMAT,
             "config": self.config,
             "epoch": epoch,
             "seconds": seconds,
+            "rows": list(rows),
             "workers": self.workers,
             "resumed_after": list(self.resumed_after),
             "model": state.model.state_dict(),
@@ -139,6 +147,7 @@ class Checkpoints:
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_file(self.path) as stream:
             torch.save(payload, stream)
         self.last_save = time.monotonic()

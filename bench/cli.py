@@ -193,7 +193,14 @@ def run(
         float | None,
         typer.Option(
             help="Save a run's training state after an epoch at most this often; a stopped run resumes from it "
-            "(0: every epoch, inf: never; local executor). [10]"
+            "(0: every epoch, inf: never). [10]"
+        ),
+    ] = None,
+    checkpoint_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Keep checkpoints under DIR/<run id>/; with --executor ray a folder every node can write, so a "
+            "retried run resumes. \\[each run folder; none on Ray]"
         ),
     ] = None,
     dry_run: Annotated[
@@ -239,7 +246,7 @@ def run(
         "pretrained_file": str(pretrained_file) if pretrained_file else None,
         "device": device, "amp": amp, "workers": workers, "compile": compile_model, "executor": executor,
         "ray_address": ray_address, "gpus_per_run": gpus_per_run, "cpus_per_run": cpus_per_run,
-        "checkpoint_minutes": checkpoint_minutes,
+        "checkpoint_minutes": checkpoint_minutes, "checkpoint_dir": str(checkpoint_dir) if checkpoint_dir else None,
     }  # fmt: skip
     out = out or Path("runs") / datetime.now().strftime("%Y-%m-%d_%H%M%S")
     previous_handler = signal.signal(signal.SIGTERM, _terminate)

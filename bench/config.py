@@ -62,6 +62,7 @@ PAPER_DEFAULTS: dict[str, Any] = {
     "gpus_per_run": None,
     "cpus_per_run": 1.0,
     "checkpoint_minutes": 10.0,
+    "checkpoint_dir": None,
 }
 
 CB_KINDS = ("softmax", "sigmoid", "focal")
@@ -260,6 +261,7 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "gpus_per_run": _gpus_per_run,
     "cpus_per_run": _float_in(0.0, math.inf, low_open=True, high_open=True),
     "checkpoint_minutes": _minutes,
+    "checkpoint_dir": _optional_path,
 }
 assert set(_PARSERS) == set(PAPER_DEFAULTS)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.checkpoint import saved_epoch
+from bench.checkpoint import checkpoint_file, saved_epoch
 from bench.config import GridSpec, RunConfig
 from bench.data import DatasetSource, subsample_task
 from bench.data.subsample import long_tail_counts
@@ -21,7 +21,6 @@ from bench.device import DeviceSetup
 from bench.grid import pending_cells
 from bench.methods import parse_method
 from bench.metrics import MAJORITY, MINORITY
-from bench.results import RunFolder
 from bench.speed import measure_steps
 
 TIMED_STEPS = 3  # timed training steps of each kind (after one untimed warm-up step of each); the median is used
@@ -103,7 +102,14 @@ def torch_threads(threads: int) -> Iterator[None]:
 
 
 def estimate_grid(
-    spec: GridSpec, source: DatasetSource, out_dir: Path, setup: DeviceSetup, *, parallel: int, threads: int
+    spec: GridSpec,
+    source: DatasetSource,
+    out_dir: Path,
+    setup: DeviceSetup,
+    *,
+    parallel: int,
+    threads: int,
+    checkpoint_dir: Path | None = None,
 ) -> GridEstimate:
     """Scan ``out_dir`` for finished runs and checkpoints of unfinished ones, and time ``TIMED_STEPS`` steps of
     each backbone the unfinished runs use (with and without taps, at the grid's image and batch size, on
@@ -127,7 +133,7 @@ def estimate_grid(
         if key not in sizes:
             sizes[key] = train_images(source, cell)
         seconds = step_seconds[(cell.backbone, parse_method(cell.method).needs_taps)]
-        done = saved_epoch(RunFolder(out_dir / cell.run_id).checkpoint, cell)
+        done = saved_epoch(checkpoint_file(out_dir, cell.run_id, checkpoint_dir), cell)
         remaining.append(CellCost(cell, sizes[key], seconds, done))
     return GridEstimate(cells, remaining, parallel, step_seconds, setup.description, threads)
 

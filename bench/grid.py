@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from backbones import create_backbone
+from bench.checkpoint import checkpoint_file
 from bench.config import GridSpec, RunConfig
 from bench.data import DatasetSource
 from bench.device import DeviceSetup
@@ -98,11 +99,13 @@ def run_grid(
     observer: GridObserver,
     cache_dir: Path | None = None,
     checkpoint_minutes: float = math.inf,
+    checkpoint_dir: Path | None = None,
 ) -> GridSummary:
     """Run every unfinished cell of ``spec`` in order, writing one folder per run under ``out_dir``.
 
     ``cache_dir``: where the decode cache of ImageFolder images lives (None: decode in memory, no cache).
-    ``checkpoint_minutes``: the least time between two checkpoints of a run (see :func:`execute_run`).
+    ``checkpoint_minutes``: the least time between two checkpoints of a run (see :func:`execute_run`), kept in
+    each run folder or under ``checkpoint_dir``.
     Call :func:`check_grid` first to turn a bad backbone or class into an error before anything is written.
     """
     cells = spec.cells()
@@ -128,6 +131,7 @@ def run_grid(
                 setup,
                 workers=workers,
                 checkpoint_minutes=checkpoint_minutes,
+                checkpoint_path=checkpoint_file(out_dir, cell.run_id, checkpoint_dir),
                 on_resume=functools.partial(observer.run_resumed, cell),
                 on_epoch=observer.epoch_done,
                 on_batch=observer.batch_done,

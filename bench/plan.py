@@ -25,7 +25,8 @@ class Plan:
     ray_address: str | None = None  # None: start a local Ray instance; auto or HOST:PORT: join a cluster
     gpus_per_run: float | None = None  # None: 1 when the Ray cluster has GPUs, else 0
     cpus_per_run: float = 1.0
-    checkpoint_minutes: float = 10.0  # least time between two checkpoints of a run (local executor); inf: never
+    checkpoint_minutes: float = 10.0  # least time between two checkpoints of a run; inf: never
+    checkpoint_dir: str | None = None  # None: in each run folder (local executor); Ray needs shared storage
 
 
 #: The task name that means "every class of the data set, long-tailed" when no preset of that name exists.
@@ -120,4 +121,5 @@ def plan_run(
         gpus_per_run=resolved["gpus_per_run"],
         cpus_per_run=resolved["cpus_per_run"],
         checkpoint_minutes=resolved["checkpoint_minutes"],
+        checkpoint_dir=resolved["checkpoint_dir"],
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
+import math
 import os
 import signal
 import threading
@@ -137,6 +138,8 @@ def run_grid_on_ray(
     workers: int | None,
     observer: GridObserver,
     cache_dir: Path | None = None,
+    checkpoint_minutes: float = math.inf,
+    checkpoint_dir: Path | None = None,
 ) -> GridSummary:
     """Run every unfinished cell of ``spec`` as a Ray task and write each run folder under ``out_dir`` as its
     result arrives. Keeps more tasks in flight than the cluster has room for, so a worker never waits for the
@@ -157,7 +160,8 @@ def run_grid_on_ray(
         )
         worker_options = WorkerOptions(
             device=device, compile=compile, workers=workers, cpus_per_run=options.cpus_per_run, cache_dir=cache_dir,
-            crash_once=os.environ.get(CRASH_ONCE_ENV),
+            crash_once=os.environ.get(CRASH_ONCE_ENV), checkpoint_minutes=checkpoint_minutes,
+            checkpoint_dir=checkpoint_dir,
         )  # fmt: skip
         source_reference = ray.put(source)  # sent to each node once, not with every task
         queue = deque(pending)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from bench.checkpoint import checkpoint_file
 from bench.config import RunConfig
 from bench.data import DatasetSource
 from bench.device import resolve_device
@@ -39,6 +40,8 @@ class WorkerOptions:
     cpus_per_run: float
     cache_dir: Path | None  # the decode cache; the driver has filled it when it is on the driver's machine
     crash_once: str | None = None  # see CRASH_ONCE_ENV
+    checkpoint_minutes: float = math.inf
+    checkpoint_dir: Path | None = None  # storage every node can write; without it a retried run starts over
 
 
 def cached_task(source: DatasetSource, classes: tuple[str, ...], img_size: int, cache_dir: Path | None) -> TaskData:
@@ -106,5 +109,11 @@ def train_remote(config: RunConfig, source: DatasetSource, options: WorkerOption
     task = cached_task(source, config.classes, config.settings.img_size, options.cache_dir)
     with tempfile.TemporaryDirectory(prefix="bench-run-") as scratch:
         folder = RunFolder(Path(scratch) / config.run_id)
-        execute_run(config, task, folder, setup, workers=workers)
+        checkpoints = {}
+        if options.checkpoint_dir is not None:
+            checkpoints = {
+                "checkpoint_minutes": options.checkpoint_minutes,
+                "checkpoint_path": checkpoint_file(Path(scratch), config.run_id, options.checkpoint_dir),
+            }
+        execute_run(config, task, folder, setup, workers=workers, **checkpoints)
         return folder.read_files()

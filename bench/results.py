@@ -23,7 +23,7 @@ import os
 import platform
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -192,11 +192,10 @@ class RunFolder:
     def checkpoint(self) -> Path:
         return self.path / CHECKPOINT_FILE
 
-    def start(self, config: RunConfig, extra: dict[str, Any], *, keep_epochs: int = 0) -> None:
-        """Begin (or restart) the run: write its config and clear the epoch rows of an interrupted attempt but
-        the first ``keep_epochs`` (those a resumed run's checkpoint comes after)."""
+    def start(self, config: RunConfig, extra: dict[str, Any], *, rows: Sequence[str] = ()) -> None:
+        """Begin (or restart) the run: write its config, and as metrics.jsonl ``rows`` (a resumed run's epochs
+        from its checkpoint; none for a fresh start, clearing the rows of an interrupted attempt)."""
         self.path.mkdir(parents=True, exist_ok=True)
-        rows = self.epoch_rows()[:keep_epochs]
         write_bytes_atomic(self.metrics, "".join(rows).encode("utf-8"))
         write_json_atomic(self.config, {**config.to_dict(), **extra, "versions": versions()})
 

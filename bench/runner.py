@@ -6,6 +6,7 @@ import math
 import random
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -136,6 +137,7 @@ def execute_run(
     *,
     workers: int,
     checkpoint_minutes: float = math.inf,
+    checkpoint_path: Path | None = None,
     on_resume: Callable[[int], None] | None = None,
     on_epoch: EpochCallback | None = None,
     on_batch: BatchCallback | None = None,
@@ -143,8 +145,9 @@ def execute_run(
     """Train ``config`` on ``task`` and write ``folder``; return the result record (status finished or failed).
 
     The model of the final epoch is evaluated on the whole test split: the test split never selects a model.
-    A checkpoint in ``folder`` (:mod:`bench.checkpoint`) is resumed from; one is saved after an epoch when
-    ``checkpoint_minutes`` have passed since the run (or its last checkpoint) began, and removed at the end.
+    A checkpoint at ``checkpoint_path`` (default: in ``folder``; :mod:`bench.checkpoint`) is resumed from; one is
+    saved after an epoch when ``checkpoint_minutes`` have passed since the run (or its last checkpoint) began, and
+    removed at the end.
     ``on_resume`` hears the epoch a checkpoint comes after.
     """
     started = time.perf_counter()
@@ -154,9 +157,9 @@ def execute_run(
     labels = task.train_labels[subset.indices]  # the images stay where they are: loaders index them
     train_counts = dict(zip(task.classes, subset.class_counts, strict=True))
 
-    checkpoints = Checkpoints(folder.checkpoint, config, workers=workers, minutes=checkpoint_minutes)
+    checkpoints = Checkpoints(checkpoint_path or folder.checkpoint, config, workers=workers, minutes=checkpoint_minutes)
     model, state, normalisation = _build_training(config, task, subset, setup)
-    resumed = checkpoints.resume(state, setup.device, logged=len(folder.epoch_rows()))
+    resumed = checkpoints.resume(state, setup.device)
     if checkpoints.discarded:  # it may have loaded part of its state before failing
         model, state, normalisation = _build_training(config, task, subset, setup)
     done_epochs, done_seconds = (resumed.epoch, resumed.seconds) if resumed else (0, 0.0)
@@ -173,7 +176,7 @@ def execute_run(
             "classifier": "cosine" if spec.cosine_classifier else "linear",
             "train_counts": train_counts,
         },
-        keep_epochs=done_epochs,
+        rows=resumed.rows if resumed else (),
     )
     folder.write_subset(
         {
@@ -249,7 +252,7 @@ def execute_run(
         row = {"epoch": epoch, "lr": lr, **summary, "seconds": round(time.perf_counter() - epoch_started, 3)}
         folder.append_epoch(row)
         if epoch < settings.epochs and checkpoints.due():
-            checkpoints.save(state, epoch, wall_seconds())
+            checkpoints.save(state, epoch, wall_seconds(), folder.epoch_rows())
         if on_epoch is not None:
             on_epoch(epoch, settings.epochs, row)
 

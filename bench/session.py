@@ -86,6 +86,7 @@ def run_session(
         soft_wrap=True,
     )
     decode_dir = _decode_cache_dir(cache_dir, decode_cache)
+    checkpoint_dir = Path(plan.checkpoint_dir).expanduser() if plan.checkpoint_dir else None
     with warnings.catch_warnings(), RichGridObserver(console) as observer:
         warnings.showwarning = lambda message, *_, **__: console.print(f"[yellow]warning[/]: {message}", soft_wrap=True)
         if setup is None:
@@ -94,12 +95,13 @@ def run_session(
             ray_options = RayOptions(plan.ray_address, plan.cpus_per_run, plan.gpus_per_run)
             summary = run_grid_on_ray(
                 spec, plan.source, out, ray_options, device=plan.device, compile=plan.compile, workers=plan.workers,
-                observer=observer, cache_dir=decode_dir,
+                observer=observer, cache_dir=decode_dir, checkpoint_minutes=plan.checkpoint_minutes,
+                checkpoint_dir=checkpoint_dir,
             )  # fmt: skip
         else:
             summary = run_grid(
                 spec, plan.source, out, setup, workers=workers, observer=observer, cache_dir=decode_dir,
-                checkpoint_minutes=plan.checkpoint_minutes,
+                checkpoint_minutes=plan.checkpoint_minutes, checkpoint_dir=checkpoint_dir,
             )  # fmt: skip
     if summary.skipped_files:
         console.print(f"[yellow]warning[/]: {len(summary.skipped_files)} unreadable image files were skipped, e.g. "
@@ -127,6 +129,9 @@ def _dry_run(plan: Plan, out: Path, setup: DeviceSetup, parallel: int | None) ->
     if parallel is None:
         parallel = default_parallel(plan.executor, plan.cpus_per_run, plan.gpus_per_run)
     threads = threads_for(plan.cpus_per_run) if plan.executor == "ray" else torch.get_num_threads()
-    estimate = estimate_grid(plan.spec, plan.source, out, setup, parallel=parallel, threads=threads)
+    checkpoint_dir = Path(plan.checkpoint_dir).expanduser() if plan.checkpoint_dir else None
+    estimate = estimate_grid(
+        plan.spec, plan.source, out, setup, parallel=parallel, threads=threads, checkpoint_dir=checkpoint_dir
+    )
     print("\n".join(render(estimate, out)))
     return 0

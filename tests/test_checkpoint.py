@@ -54,17 +54,19 @@ def without_timings(folder: Path) -> tuple[list[dict[str, float]], dict[str, obj
 
 
 @pytest.mark.parametrize(
-    ("method", "extra"),
+    ("method", "extra", "log"),
     [
-        ("ce", []),
-        ("fscl+os", ["--warmup-epochs", "1"]),  # taps, an oversampler and the warm-up schedule
-        ("ldam+drs", ["--drw-epoch", "3"]),  # re-weighting and re-sampling switch on after the resume point
-        ("la+bcl", []),  # a loss with its own parameters that reads the classifier
+        ("ce", [], "as left"),
+        ("fscl+os", ["--warmup-epochs", "1"], "deleted"),  # taps, an oversampler and the warm-up schedule
+        ("ldam+drs", ["--drw-epoch", "3"], "a row too many"),  # re-weighting, re-sampling from after the resume point
+        ("la+bcl", [], "as left"),  # a loss with its own parameters that reads the classifier
     ],
 )
 def test_a_stopped_run_resumes_at_its_checkpoint_and_ends_as_if_never_stopped(
-    method: str, extra: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    method: str, extra: list[str], log: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The epoch log is rebuilt from the checkpoint: lost (a Ray worker's fresh folder) or with an epoch logged
+    after the checkpoint was saved, the resumed run's metrics.jsonl equals the uninterrupted run's."""
     run(tmp_path / "straight", "--methods", method, *extra)
     with monkeypatch.context() as patch:
         stop_at_epoch(patch, 3)
@@ -72,6 +74,11 @@ def test_a_stopped_run_resumes_at_its_checkpoint_and_ends_as_if_never_stopped(
     assert stopped.exit_code == 130, stopped.output
     (folder,) = (tmp_path / "resumed").iterdir()
     assert (folder / CHECKPOINT_FILE).exists() and not (folder / "result.json").exists()
+    if log == "deleted":
+        (folder / "metrics.jsonl").unlink()
+    elif log == "a row too many":
+        with (folder / "metrics.jsonl").open("a") as stream:
+            stream.write('{"epoch": 3, "lr": 0.001, "loss": 1.0, "seconds": 1.0}\n')
     resumed_epochs = []
     with monkeypatch.context() as patch:  # count the epochs the second attempt trains
         real = runner_module.train_one_epoch
@@ -96,6 +103,9 @@ def test_no_checkpoint_is_written_when_minutes_have_not_passed(tmp_path: Path, m
     assert not (folder / CHECKPOINT_FILE).exists() and len((folder / "metrics.jsonl").read_text().splitlines()) == 2
 
 
+ROWS = ['{"epoch": 1}\n', '{"epoch": 2}\n']
+
+
 def config_of(epochs: int) -> RunConfig:
     settings = TrainSettings.from_options({**PAPER_DEFAULTS, "epochs": epochs})
     return RunConfig("digits", "f", "fine", ("a", "b"), "test_resnet", "ce", 0.5, 0, settings)
@@ -110,42 +120,35 @@ def small_state() -> TrainingState:
 
 def test_a_checkpoint_of_other_settings_or_a_damaged_one_is_discarded_with_a_warning(tmp_path: Path) -> None:
     path = tmp_path / CHECKPOINT_FILE
-    Checkpoints(path, config_of(4), workers=0, minutes=0).save(small_state(), 2, 1.5)
+    Checkpoints(path, config_of(4), workers=0, minutes=0).save(small_state(), 2, 1.5, ROWS)
     other = Checkpoints(path, config_of(5), workers=0, minutes=0)
     with pytest.warns(UserWarning, match="not a usable checkpoint .*other settings"):
-        assert other.resume(small_state(), torch.device("cpu"), logged=2) is None
+        assert other.resume(small_state(), torch.device("cpu")) is None
     assert other.discarded and not path.exists()
     path.write_bytes(b"half a file")
     with pytest.warns(UserWarning, match="not a usable checkpoint"):
-        assert (
-            Checkpoints(path, config_of(4), workers=0, minutes=0).resume(small_state(), torch.device("cpu"), logged=2)
-            is None
-        )
+        assert Checkpoints(path, config_of(4), workers=0, minutes=0).resume(small_state(), torch.device("cpu")) is None
 
 
-def test_a_checkpoint_ahead_of_the_epoch_log_is_discarded(tmp_path: Path) -> None:
+def test_a_checkpoint_whose_epoch_rows_do_not_match_its_epoch_is_discarded(tmp_path: Path) -> None:
     path = tmp_path / CHECKPOINT_FILE
-    Checkpoints(path, config_of(4), workers=0, minutes=0).save(small_state(), 2, 1.5)
-    with pytest.warns(UserWarning, match="follows epoch 2 but the epoch log has 1 rows"):
-        assert (
-            Checkpoints(path, config_of(4), workers=0, minutes=0).resume(small_state(), torch.device("cpu"), logged=1)
-            is None
-        )
+    Checkpoints(path, config_of(4), workers=0, minutes=0).save(small_state(), 2, 1.5, ROWS[:1])
+    with pytest.warns(UserWarning, match="follows epoch 2 but holds 1 epoch rows"):
+        assert Checkpoints(path, config_of(4), workers=0, minutes=0).resume(small_state(), torch.device("cpu")) is None
 
 
 def test_resuming_with_other_loader_workers_warns_that_augmentations_differ(tmp_path: Path) -> None:
     path = tmp_path / CHECKPOINT_FILE
     saved_state = small_state()
-    Checkpoints(path, config_of(4), workers=0, minutes=0).save(saved_state, 2, 1.5)
+    Checkpoints(path, config_of(4), workers=0, minutes=0).save(saved_state, 2, 1.5, ROWS)
     same = Checkpoints(path, config_of(4), workers=1, minutes=0)  # the main process counts as worker 0
     loaded_state = small_state()
-    resumed = same.resume(loaded_state, torch.device("cpu"), logged=2)
+    resumed = same.resume(loaded_state, torch.device("cpu"))
     assert resumed is not None and (resumed.epoch, resumed.seconds, resumed.resumed_after) == (2, 1.5, (2,))
+    assert resumed.rows == tuple(ROWS)
     assert torch.equal(loaded_state.model.weight, saved_state.model.weight)
     with pytest.warns(UserWarning, match="resumes with 3 loader workers after 0: its augmentations from epoch 3"):
-        assert Checkpoints(path, config_of(4), workers=3, minutes=0).resume(
-            small_state(), torch.device("cpu"), logged=2
-        )
+        assert Checkpoints(path, config_of(4), workers=3, minutes=0).resume(small_state(), torch.device("cpu"))
 
 
 def test_checkpoint_minutes_are_checked() -> None:
@@ -157,10 +160,10 @@ def test_torch_random_state_is_restored(tmp_path: Path) -> None:
     """Backbones with dropout or drop-path draw from torch's generator while training."""
     path = tmp_path / CHECKPOINT_FILE
     torch.manual_seed(5)
-    Checkpoints(path, config_of(4), workers=0, minutes=0).save(small_state(), 2, 1.5)
+    Checkpoints(path, config_of(4), workers=0, minutes=0).save(small_state(), 2, 1.5, ROWS)
     expected = torch.rand(3)
     torch.manual_seed(99)
-    assert Checkpoints(path, config_of(4), workers=0, minutes=0).resume(small_state(), torch.device("cpu"), logged=2)
+    assert Checkpoints(path, config_of(4), workers=0, minutes=0).resume(small_state(), torch.device("cpu"))
     assert torch.equal(torch.rand(3), expected)
 
 
@@ -172,8 +175,8 @@ def test_the_gradient_scaler_of_fp16_training_is_restored(tmp_path: Path) -> Non
                           saved.loss)  # fmt: skip
     saved.scaler.scale(torch.ones(1))  # the scale tensor exists from the first scaled loss on
     saved.scaler.update(2.0)
-    Checkpoints(path, config_of(4), workers=0, minutes=0).save(saved, 2, 1.5)
+    Checkpoints(path, config_of(4), workers=0, minutes=0).save(saved, 2, 1.5, ROWS)
     fresh = small_state()
     fresh = TrainingState(fresh.model, fresh.optimizer, fresh.scheduler, torch.amp.GradScaler("cpu"), fresh.loss)
-    assert Checkpoints(path, config_of(4), workers=0, minutes=0).resume(fresh, torch.device("cpu"), logged=2)
+    assert Checkpoints(path, config_of(4), workers=0, minutes=0).resume(fresh, torch.device("cpu"))
     assert fresh.scaler.get_scale() == 2.0 and fresh.scaler.state_dict() == saved.scaler.state_dict()

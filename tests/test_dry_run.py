@@ -127,10 +127,14 @@ def test_a_run_with_a_checkpoint_is_estimated_from_where_it_resumes(tmp_path: Pa
     state = TrainingState(model, optimizer, create_scheduler(optimizer, cells[0].settings), None, torch.nn.Identity())
     ce_r1_s0 = next(cell for cell in cells if (cell.method, cell.ratio, cell.seed) == ("ce", 1.0, 0))
     (out / ce_r1_s0.run_id).mkdir(parents=True)
-    Checkpoints(RunFolder(out / ce_r1_s0.run_id).checkpoint, ce_r1_s0, workers=0, minutes=0).save(state, 2, 1.0)
+    Checkpoints(RunFolder(out / ce_r1_s0.run_id).checkpoint, ce_r1_s0, workers=0, minutes=0).save(
+        state, 2, 1.0, ["{}\n", "{}\n"]
+    )
     other = next(cell for cell in cells if (cell.method, cell.ratio, cell.seed) == ("fscl", 1.0, 0))
     (out / other.run_id).mkdir(parents=True)  # a checkpoint saved under another run's settings does not count
-    Checkpoints(RunFolder(out / other.run_id).checkpoint, ce_r1_s0, workers=0, minutes=0).save(state, 2, 1.0)
+    Checkpoints(RunFolder(out / other.run_id).checkpoint, ce_r1_s0, workers=0, minutes=0).save(
+        state, 2, 1.0, ["{}\n", "{}\n"]
+    )
     before = snapshot(out)
     result = runner.invoke(cli.app, ["run", *GRID, "--dry-run", "--parallel", "3", "--out", str(out)])
     assert result.exit_code == 0, result.output

@@ -193,3 +193,48 @@ def test_a_worker_process_prepares_each_task_once(monkeypatch: pytest.MonkeyPatc
     remote_run.cached_task(source, ("0", "1"), 16, None)
     assert calls == [(("1", "8"), 16), (("0", "1"), 16)]
     assert [remote_run.threads_for(c) for c in (0.25, 1, 1.5, 4)] == [1, 1, 1, 4]
+
+
+def test_a_run_resumes_on_ray_from_a_checkpoint_in_the_shared_checkpoint_dir(
+    ray_session: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run stopped after epoch 2 leaves its checkpoint in --checkpoint-dir; a Ray worker, whose run folder is a
+    fresh temporary one, resumes it there and the driver stores what the uninterrupted run would have written."""
+    from bench import runner as runner_module
+
+    one = ["run", "--task", "fine", "--ratios", "1", "--methods", "fscl", "--seeds", "1", "--epochs", "4",
+           "--img-size", "16", "--majority-count", "20", "--batch-size", "16", "--backbone", "test_resnet",
+           "--workers", "0", "--checkpoint-minutes", "0", "--checkpoint-dir", str(tmp_path / "shared")]  # fmt: skip
+    run_id = "fine__test_resnet__fscl__r1__s0"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as a Ray run with one CPU
+    try:
+        assert runner.invoke(cli.app, [*one, "--out", str(tmp_path / "straight")]).exit_code == 0
+        real, calls = runner_module.train_one_epoch, []
+
+        def stop_at_third(*args: object, **kwargs: object) -> dict[str, float]:
+            calls.append(1)
+            if len(calls) == 3:
+                raise KeyboardInterrupt
+            return real(*args, **kwargs)
+
+        with monkeypatch.context() as patch:
+            patch.setattr(runner_module, "train_one_epoch", stop_at_third)
+            stopped = runner.invoke(cli.app, [*one, "--out", str(tmp_path / "runs")])
+    finally:
+        torch.set_num_threads(threads)
+    assert stopped.exit_code == 130
+    assert (tmp_path / "shared" / run_id / "checkpoint.pt").exists()
+    assert not (tmp_path / "runs" / run_id / "checkpoint.pt").exists()
+    result = runner.invoke(cli.app, [*one, *RAY, "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    resumed, straight = RunFolder(tmp_path / "runs" / run_id), RunFolder(tmp_path / "straight" / run_id)
+    assert json.loads(resumed.result.read_text())["resumed_after_epochs"] == [2]
+    assert json.loads(resumed.result.read_text())["metrics"] == json.loads(straight.result.read_text())["metrics"]
+    rows = [[json.loads(line) for line in f.metrics.read_text().splitlines()] for f in (resumed, straight)]
+    for row in (*rows[0], *rows[1]):
+        row.pop("seconds")
+    assert rows[0] == rows[1] and len(rows[0]) == 4
+    with np.load(resumed.outputs) as a, np.load(straight.outputs) as b:
+        np.testing.assert_array_equal(a["logits"], b["logits"])
+    assert not (tmp_path / "shared" / run_id / "checkpoint.pt").exists()
