@@ -17,13 +17,18 @@ from bench.plan import Plan, plan_run
 from bench.progress import RichGridObserver
 
 
-def _check_writable(out: Path) -> None:
+def _check_writable(folder: Path, what: str = "output folder", option: str = "--out") -> None:
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise ConfigError(f"cannot create output folder {out}: {error.strerror}; choose another --out") from None
-    if not os.access(out, os.W_OK):
-        raise ConfigError(f"output folder {out} is not writable; choose another --out")
+        raise ConfigError(f"cannot create {what} {folder}: {error.strerror}; choose another {option}") from None
+    if not os.access(folder, os.W_OK):
+        raise ConfigError(f"{what} {folder} is not writable; choose another {option}")
+
+
+def _checkpoint_dir(plan: Plan) -> Path | None:
+    """Where checkpoints go instead of the run folders (--checkpoint-dir), or None."""
+    return Path(plan.checkpoint_dir).expanduser() if plan.checkpoint_dir else None
 
 
 def _decode_cache_dir(cache_dir: Path | None, decode_cache: bool) -> Path | None:
@@ -72,6 +77,9 @@ def run_session(
     if setup is not None and dry_run:
         return _dry_run(plan, out, setup, parallel)
     _check_writable(out)
+    checkpoint_dir = _checkpoint_dir(plan)
+    if checkpoint_dir is not None:
+        _check_writable(checkpoint_dir, "checkpoint folder", "--checkpoint-dir")
     spec = plan.spec
     where = (
         f"on Ray ({plan.ray_address or 'local instance'}), {plan.cpus_per_run:g} CPUs and "
@@ -86,7 +94,6 @@ def run_session(
         soft_wrap=True,
     )
     decode_dir = _decode_cache_dir(cache_dir, decode_cache)
-    checkpoint_dir = Path(plan.checkpoint_dir).expanduser() if plan.checkpoint_dir else None
     with warnings.catch_warnings(), RichGridObserver(console) as observer:
         warnings.showwarning = lambda message, *_, **__: console.print(f"[yellow]warning[/]: {message}", soft_wrap=True)
         if setup is None:
@@ -129,9 +136,8 @@ def _dry_run(plan: Plan, out: Path, setup: DeviceSetup, parallel: int | None) ->
     if parallel is None:
         parallel = default_parallel(plan.executor, plan.cpus_per_run, plan.gpus_per_run)
     threads = threads_for(plan.cpus_per_run) if plan.executor == "ray" else torch.get_num_threads()
-    checkpoint_dir = Path(plan.checkpoint_dir).expanduser() if plan.checkpoint_dir else None
     estimate = estimate_grid(
-        plan.spec, plan.source, out, setup, parallel=parallel, threads=threads, checkpoint_dir=checkpoint_dir
+        plan.spec, plan.source, out, setup, parallel=parallel, threads=threads, checkpoint_dir=_checkpoint_dir(plan)
     )
     print("\n".join(render(estimate, out)))
     return 0

@@ -180,3 +180,13 @@ def test_the_gradient_scaler_of_fp16_training_is_restored(tmp_path: Path) -> Non
     fresh = TrainingState(fresh.model, fresh.optimizer, fresh.scheduler, torch.amp.GradScaler("cpu"), fresh.loss)
     assert Checkpoints(path, config_of(4), workers=0, minutes=0).resume(fresh, torch.device("cpu"))
     assert fresh.scaler.get_scale() == 2.0 and fresh.scaler.state_dict() == saved.scaler.state_dict()
+
+
+def test_a_checkpoint_dir_that_cannot_be_made_is_a_one_line_error(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    target = tmp_path / "a-file" / "checkpoints"
+    result = runner.invoke(cli.app, [*GRID, "--checkpoint-dir", str(target), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == (
+        f"error: cannot create checkpoint folder {target}: Not a directory; choose another --checkpoint-dir"
+    )
