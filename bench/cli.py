@@ -126,6 +126,15 @@ def run(
     sim_weight: Annotated[
         float | None, typer.Option(help="Weight of the auxiliary losses (fscl, supcon, bcl, triplet). [0.1]")
     ] = None,
+    supcon_weight: Annotated[float | None, typer.Option(help="Weight of the supcon loss. [1]")] = None,
+    bcl_weight: Annotated[float | None, typer.Option(help="Weight of the bcl loss. [0.3]")] = None,
+    triplet_weight: Annotated[float | None, typer.Option(help="Weight of the triplet loss. [1]")] = None,
+    randaug_strength: Annotated[
+        str | None, typer.Option(help="RandAugment strength: fixed (torchvision) or uniform in [-m, m]. \\[fixed]")
+    ] = None,
+    oversample_epoch: Annotated[
+        str | None, typer.Option(help="An oversampled epoch: subset (its size) or full (C x largest). \\[subset]")
+    ] = None,
     cb_beta: Annotated[float | None, typer.Option(help="Class-balanced loss beta. [0.9999]")] = None,
     cb_gamma: Annotated[
         float | None, typer.Option(help="Focal gamma of the class-balanced loss (--cb-kind focal). [0]")
@@ -239,6 +248,8 @@ def run(
         "ratios": ratios, "methods": methods, "seeds": seeds, "backbones": backbones or backbone, "stages": stages,
         "epochs": epochs, "img_size": img_size, "majority_count": majority_count, "batch_size": batch_size, "lr": lr,
         "weight_decay": weight_decay, "warmup_epochs": warmup_epochs, "sim_weight": sim_weight, "cb_beta": cb_beta,
+        "supcon_weight": supcon_weight, "bcl_weight": bcl_weight, "triplet_weight": triplet_weight,
+        "randaug_strength": randaug_strength, "oversample_epoch": oversample_epoch,
         "cb_gamma": cb_gamma, "cb_kind": cb_kind, "randaug_ops": randaug_ops, "randaug_magnitude": randaug_magnitude,
         "focal_gamma": focal_gamma, "ldam_max_margin": ldam_max_margin, "ldam_scale": ldam_scale,
         "drw_epoch": drw_epoch, "la_tau": la_tau, "supcon_temperature": supcon_temperature,

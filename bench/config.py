@@ -38,6 +38,9 @@ PAPER_DEFAULTS: dict[str, Any] = {
     "weight_decay": 1e-5,
     "warmup_epochs": 0,
     "sim_weight": 0.1,
+    "supcon_weight": 1.0,
+    "bcl_weight": 0.3,
+    "triplet_weight": 1.0,
     "stages": None,
     "cb_beta": 0.9999,
     "cb_gamma": 0.0,
@@ -51,6 +54,8 @@ PAPER_DEFAULTS: dict[str, Any] = {
     "triplet_margin": 0.2,
     "randaug_ops": 2,
     "randaug_magnitude": 9,
+    "randaug_strength": "fixed",
+    "oversample_epoch": "subset",
     "pretrained": False,
     "pretrained_file": None,
     "amp": "auto",
@@ -67,6 +72,8 @@ PAPER_DEFAULTS: dict[str, Any] = {
 
 CB_KINDS = ("softmax", "sigmoid", "focal")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
+RANDAUG_STRENGTHS = ("fixed", "uniform")  # torchvision's fixed signed strength, or uniform in [-m, m]
+OVERSAMPLE_EPOCHS = ("subset", "full")  # an oversampled epoch: the subset's size, or C x the largest class
 EXECUTORS = ("local", "ray")
 
 
@@ -237,6 +244,9 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "weight_decay": _float_in(0.0, math.inf, high_open=True),
     "warmup_epochs": _int_at_least(0),
     "sim_weight": _float_in(0.0, math.inf, high_open=True),
+    "supcon_weight": _float_in(0.0, math.inf, high_open=True),
+    "bcl_weight": _float_in(0.0, math.inf, high_open=True),
+    "triplet_weight": _float_in(0.0, math.inf, high_open=True),
     "stages": lambda v, n: parse_stages(v),
     "cb_beta": _float_in(0.0, 1.0, high_open=True),
     "cb_gamma": _float_in(0.0, math.inf, high_open=True),
@@ -250,6 +260,8 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "triplet_margin": _float_in(0.0, math.inf, high_open=True),
     "randaug_ops": _int_at_least(0),
     "randaug_magnitude": _int_at_least(0),
+    "randaug_strength": _choice(RANDAUG_STRENGTHS),
+    "oversample_epoch": _choice(OVERSAMPLE_EPOCHS),
     "pretrained": _flag,
     "pretrained_file": _optional_path,
     "amp": _choice(AMP_MODES),
@@ -364,6 +376,9 @@ class TrainSettings:
     weight_decay: float
     warmup_epochs: int
     sim_weight: float
+    supcon_weight: float
+    bcl_weight: float
+    triplet_weight: float
     stages: tuple[int, ...] | None
     cb_beta: float
     cb_gamma: float
@@ -377,6 +392,8 @@ class TrainSettings:
     triplet_margin: float
     randaug_ops: int
     randaug_magnitude: int
+    randaug_strength: str
+    oversample_epoch: str
     pretrained: bool
     pretrained_file: str | None
     amp: str
