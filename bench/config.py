@@ -9,8 +9,8 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,52 +23,6 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 class ConfigError(ValueError):
     """A bad option or config file; the message is one line that says what to do."""
 
-
-# The paper's protocol (KCC 2025) and the authors' code: the defaults for the user's own data.
-PAPER_DEFAULTS: dict[str, Any] = {
-    "ratios": (1.0, 0.1, 0.01, 0.005, 0.001),
-    "methods": ("ce", "os", "cb", "fscl", "fscl+os"),
-    "backbones": ("resnet18",),
-    "seeds": 10,
-    "img_size": 224,
-    "epochs": 100,
-    "majority_count": 10000,
-    "batch_size": 64,
-    "lr": 1e-3,
-    "weight_decay": 1e-5,
-    "warmup_epochs": 0,
-    "sim_weight": 0.1,
-    "supcon_weight": 1.0,
-    "bcl_weight": 0.3,
-    "triplet_weight": 1.0,
-    "stages": None,
-    "cb_beta": 0.9999,
-    "cb_gamma": 0.0,
-    "cb_kind": "softmax",
-    "focal_gamma": 2.0,
-    "ldam_max_margin": 0.5,
-    "ldam_scale": 30.0,
-    "drw_epoch": None,
-    "la_tau": 1.0,
-    "supcon_temperature": 0.1,
-    "triplet_margin": 0.2,
-    "randaug_ops": 2,
-    "randaug_magnitude": 9,
-    "randaug_strength": "fixed",
-    "oversample_epoch": "subset",
-    "pretrained": False,
-    "pretrained_file": None,
-    "amp": "auto",
-    "device": "auto",
-    "workers": None,
-    "compile": False,
-    "executor": "local",
-    "ray_address": None,
-    "gpus_per_run": None,
-    "cpus_per_run": 1.0,
-    "checkpoint_minutes": 10.0,
-    "checkpoint_dir": None,
-}
 
 CB_KINDS = ("softmax", "sigmoid", "focal")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
@@ -231,113 +185,285 @@ def _device(value: Any, name: str) -> str:
     return text
 
 
-_PARSERS: dict[str, Callable[[Any, str], Any]] = {
-    "ratios": lambda v, n: parse_ratios(v),
-    "methods": lambda v, n: parse_names(v, "--methods"),
-    "backbones": lambda v, n: parse_names(v, "--backbones"),
-    "seeds": _int_at_least(1),
-    "img_size": _int_at_least(8),
-    "epochs": _int_at_least(1),
-    "majority_count": _int_at_least(1),
-    "batch_size": _int_at_least(2),
-    "lr": _float_in(0.0, math.inf, low_open=True, high_open=True),
-    "weight_decay": _float_in(0.0, math.inf, high_open=True),
-    "warmup_epochs": _int_at_least(0),
-    "sim_weight": _float_in(0.0, math.inf, high_open=True),
-    "supcon_weight": _float_in(0.0, math.inf, high_open=True),
-    "bcl_weight": _float_in(0.0, math.inf, high_open=True),
-    "triplet_weight": _float_in(0.0, math.inf, high_open=True),
-    "stages": lambda v, n: parse_stages(v),
-    "cb_beta": _float_in(0.0, 1.0, high_open=True),
-    "cb_gamma": _float_in(0.0, math.inf, high_open=True),
-    "cb_kind": _choice(CB_KINDS),
-    "focal_gamma": _float_in(0.0, math.inf, high_open=True),
-    "ldam_max_margin": _float_in(0.0, math.inf, high_open=True),
-    "ldam_scale": _float_in(0.0, math.inf, low_open=True, high_open=True),
-    "drw_epoch": lambda v, n: None if v is None else _int_at_least(1)(v, n),
-    "la_tau": _float_in(0.0, math.inf, high_open=True),
-    "supcon_temperature": _float_in(0.0, math.inf, low_open=True, high_open=True),
-    "triplet_margin": _float_in(0.0, math.inf, high_open=True),
-    "randaug_ops": _int_at_least(0),
-    "randaug_magnitude": _int_at_least(0),
-    "randaug_strength": _choice(RANDAUG_STRENGTHS),
-    "oversample_epoch": _choice(OVERSAMPLE_EPOCHS),
-    "pretrained": _flag,
-    "pretrained_file": _optional_path,
-    "amp": _choice(AMP_MODES),
-    "device": _device,
-    "workers": _workers,
-    "compile": _flag,
-    "executor": _choice(EXECUTORS),
-    "ray_address": _optional_text,
-    "gpus_per_run": _gpus_per_run,
-    "cpus_per_run": _float_in(0.0, math.inf, low_open=True, high_open=True),
-    "checkpoint_minutes": _minutes,
-    "checkpoint_dir": _optional_path,
-}
-assert set(_PARSERS) == set(PAPER_DEFAULTS)
+# ---------------------------------------------------------------------------------------------- the option table
+
+#: Help panels of ``bench run --help``, in the order they are shown.
+GROUPS = ("Grid", "Data and protocol", "Training", "Method hyper-parameters", "Hardware", "Scale-out", "Output")
 
 
-def _flag_name(key: str) -> str:
-    return "--" + key.replace("_", "-")
+@dataclass(frozen=True)
+class Option:
+    """One option of ``bench run``, declared once: the flag, the TOML key, the paper's default, the parser, the help
+    and its panel all come from here.
 
-
-def resolve_options(*layers: dict[str, Any]) -> dict[str, Any]:
-    """Merge option layers (lowest precedence first) over :data:`PAPER_DEFAULTS` and validate every value.
-
-    ``None`` in a layer means "not given" and never overrides a lower layer.
+    ``name`` is the TOML key and, with ``-`` for ``_``, the flag (``flag`` overrides the declaration, e.g. a
+    ``--on/--off`` pair). ``kind`` is the command line's value type. ``settings``: the option changes a run's numbers
+    (a field of :class:`TrainSettings`, part of what keys a finished run). ``used_by``: the method components that
+    read it (``None``: every run); a run whose method uses none of them is not keyed by it. ``shown_default`` is the
+    help's text for a default that its value cannot say (``None`` values that mean "computed").
     """
-    merged = dict(PAPER_DEFAULTS)
-    for layer in layers:
+
+    name: str
+    default: Any
+    parse: Callable[[Any, str], Any]
+    help: str
+    group: str
+    kind: type = str
+    flag: str | None = None
+    settings: bool = False
+    used_by: tuple[str, ...] | None = None
+    shown_default: str | None = None
+
+    @property
+    def flag_name(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def default_text(self) -> str:
+        """The default as ``--help`` shows it."""
+        if self.shown_default is not None:
+            return self.shown_default
+        return format_value(self.default)
+
+
+def format_value(value: Any) -> str:
+    """A setting's value as a person reads it: ``(1.0, 0.1)`` -> ``1,0.1``; ``True`` -> ``on``; ``None`` -> ``-``."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, (tuple, list)):
+        return ",".join(format_value(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+_AUX = ("fscl", "supcon", "bcl", "triplet")
+
+OPTIONS: tuple[Option, ...] = (
+    # grid
+    Option("ratios", (1.0, 0.1, 0.01, 0.005, 0.001), lambda v, n: parse_ratios(v),
+           "Minority/majority training-image ratios in (0, 1]; with --task lt the tail/head ratio.", "Grid"),
+    Option("methods", ("ce", "os", "cb", "fscl", "fscl+os"), lambda v, n: parse_names(v, "--methods"),
+           "Methods, comma-separated; combine parts with + (bench methods).", "Grid"),
+    Option("backbones", ("resnet18",), lambda v, n: parse_names(v, "--backbones"),
+           "timm model names, comma-separated (bench backbones); --backbone NAME for one.", "Grid"),
+    Option("seeds", 10, _int_at_least(1), "Run seeds 0..N-1.", "Grid", int),
+    # data and protocol
+    Option("img_size", 224, _int_at_least(8), "Square input size in pixels.", "Data and protocol", int, settings=True),
+    Option("majority_count", 10000, _int_at_least(1),
+           "Majority-class training images (capped at what exists); with --task lt the head class's.",
+           "Data and protocol", int, settings=True),
+    # training
+    Option("epochs", 100, _int_at_least(1), "Training epochs.", "Training", int, settings=True),
+    Option("batch_size", 64, _int_at_least(2), "Batch size.", "Training", int, settings=True),
+    Option("lr", 1e-3, _float_in(0.0, math.inf, low_open=True, high_open=True), "Adam learning rate.", "Training",
+           float, settings=True),
+    Option("weight_decay", 1e-5, _float_in(0.0, math.inf, high_open=True), "Adam weight decay.", "Training", float,
+           settings=True),
+    Option("warmup_epochs", 0, _int_at_least(0), "Linear warm-up epochs before the cosine decay.", "Training", int,
+           settings=True),
+    Option("randaug_ops", 2, _int_at_least(0), "RandAugment ops per image.", "Training", int, settings=True),
+    Option("randaug_magnitude", 9, _int_at_least(0), "RandAugment magnitude, 0-30 (torchvision's bins).", "Training",
+           int, settings=True),
+    Option("randaug_strength", "fixed", _choice(RANDAUG_STRENGTHS),
+           "RandAugment strength: fixed (torchvision's: the magnitude's value with a random sign) or uniform (drawn "
+           "in [-m, m]).", "Training", settings=True),
+    Option("oversample_epoch", "subset", _choice(OVERSAMPLE_EPOCHS),
+           "Images per epoch of os and drs: subset (the training subset's size, as every other method) or full "
+           "(every class drawn as often as the largest: C x n_max).", "Training", settings=True,
+           used_by=("os", "drs")),
+    Option("pretrained", False, _flag, "Start from timm's weights (downloads) instead of from scratch.", "Training",
+           bool, flag="--pretrained/--scratch", settings=True, shown_default="scratch"),
+    Option("pretrained_file", None, _optional_path, "Start from a local timm-compatible checkpoint (offline).",
+           "Training", Path, settings=True),
+    # method hyper-parameters
+    Option("sim_weight", 0.1, _float_in(0.0, math.inf, high_open=True),
+           "Weight of fscl's similarity loss (the KCC authors' code; the paper's equation has 1).",
+           "Method hyper-parameters", float, settings=True, used_by=("fscl",)),
+    Option("stages", None, lambda v, n: parse_stages(v),
+           "Stage indices the auxiliary losses tap, comma-separated (bench stages NAME).", "Method hyper-parameters",
+           settings=True, used_by=_AUX, shown_default="last two"),
+    Option("supcon_weight", 1.0, _float_in(0.0, math.inf, high_open=True),
+           "Weight of the supervised contrastive loss (supcon).", "Method hyper-parameters", float, settings=True,
+           used_by=("supcon",)),
+    Option("bcl_weight", 0.3, _float_in(0.0, math.inf, high_open=True),
+           "Weight of the balanced contrastive loss (bcl; Zhu et al.'s 0.6 over their CE weight 2).",
+           "Method hyper-parameters", float, settings=True, used_by=("bcl",)),
+    Option("triplet_weight", 1.0, _float_in(0.0, math.inf, high_open=True),
+           "Weight of the batch-hard triplet loss (triplet).", "Method hyper-parameters", float, settings=True,
+           used_by=("triplet",)),
+    Option("supcon_temperature", 0.1, _float_in(0.0, math.inf, low_open=True, high_open=True),
+           "Temperature of the supervised contrastive losses (supcon, bcl).", "Method hyper-parameters", float,
+           settings=True, used_by=("supcon", "bcl")),
+    Option("triplet_margin", 0.2, _float_in(0.0, math.inf, high_open=True),
+           "Margin of the batch-hard triplet loss (triplet).", "Method hyper-parameters", float, settings=True,
+           used_by=("triplet",)),
+    Option("cb_beta", 0.9999, _float_in(0.0, 1.0, high_open=True), "Class-balanced loss beta (cb).",
+           "Method hyper-parameters", float, settings=True, used_by=("cb",)),
+    Option("cb_gamma", 0.0, _float_in(0.0, math.inf, high_open=True),
+           "Focal gamma of the class-balanced loss (--cb-kind focal).", "Method hyper-parameters", float,
+           settings=True, used_by=("cb",)),
+    Option("cb_kind", "softmax", _choice(CB_KINDS), "Class-balanced loss kind: softmax, sigmoid or focal.",
+           "Method hyper-parameters", settings=True, used_by=("cb",)),
+    Option("focal_gamma", 2.0, _float_in(0.0, math.inf, high_open=True), "Gamma of the focal loss (focal).",
+           "Method hyper-parameters", float, settings=True, used_by=("focal",)),
+    Option("ldam_max_margin", 0.5, _float_in(0.0, math.inf, high_open=True),
+           "LDAM margin of the rarest class; the others scale as n_c^-1/4 (ldam).", "Method hyper-parameters", float,
+           settings=True, used_by=("ldam",)),
+    Option("ldam_scale", 30.0, _float_in(0.0, math.inf, low_open=True, high_open=True), "LDAM logit scale s (ldam).",
+           "Method hyper-parameters", float, settings=True, used_by=("ldam",)),
+    Option("drw_epoch", None, lambda v, n: None if v is None else _int_at_least(1)(v, n),
+           "First epoch (1-based) of ldam's class-balanced re-weighting and of drs's oversampling.",
+           "Method hyper-parameters", int, settings=True, used_by=("ldam", "drs"),
+           shown_default="floor(0.8 x epochs) + 1"),
+    Option("la_tau", 1.0, _float_in(0.0, math.inf, high_open=True), "Logit-adjustment strength tau (la).",
+           "Method hyper-parameters", float, settings=True, used_by=("la",)),
+    # hardware: none of these changes which results count as finished
+    Option("device", "auto", _device, "auto, cpu, cuda, cuda:N or mps.", "Hardware"),
+    Option("amp", "auto", _choice(AMP_MODES), "Mixed precision: auto (bf16 on CUDA, off on CPU), off, bf16 or fp16.",
+           "Hardware", settings=True),
+    Option("workers", None, _workers, "Data-loader worker processes.", "Hardware", int,
+           shown_default="0 on <= 2 cores, else cores - 1"),
+    Option("compile", False, _flag, "torch.compile the training forward (pays off on long GPU runs; ~1 min).",
+           "Hardware", bool, flag="--compile/--no-compile"),
+    # scale-out
+    Option("executor", "local", _choice(EXECUTORS),
+           "local (runs one after another in this process) or ray (a Ray task per run).", "Scale-out"),
+    Option("ray_address", None, _optional_text, "With --executor ray: auto or HOST:PORT joins a cluster.",
+           "Scale-out", shown_default="start a local instance"),
+    Option("gpus_per_run", None, _gpus_per_run, "With --executor ray: GPUs per run; fractions pack runs (0.25).",
+           "Scale-out", float, shown_default="1 if the cluster has GPUs, else 0"),
+    Option("cpus_per_run", 1.0, _float_in(0.0, math.inf, low_open=True, high_open=True),
+           "With --executor ray: CPUs per run; torch threads = whole CPUs.", "Scale-out", float),
+    # output
+    Option("checkpoint_minutes", 10.0, _minutes,
+           "Save a run's training state after an epoch at most this often; a stopped run resumes from it (0: every "
+           "epoch, inf: never).", "Output", float),
+    Option("checkpoint_dir", None, _optional_path,
+           "Keep checkpoints under DIR/<run id>/; with --executor ray a folder every node can write.", "Output", Path,
+           shown_default="each run folder; none on Ray"),
+)  # fmt: skip
+OPTIONS_BY_NAME: dict[str, Option] = {option.name: option for option in OPTIONS}
+assert len(OPTIONS_BY_NAME) == len(OPTIONS)
+
+#: The paper's protocol (KCC 2025) and the authors' code: the defaults for the user's own data.
+PAPER_DEFAULTS: dict[str, Any] = {option.name: option.default for option in OPTIONS}
+_PARSERS: dict[str, Callable[[Any, str], Any]] = {option.name: option.parse for option in OPTIONS}
+#: The settings that change a run's numbers, in table order: the fields of :class:`TrainSettings`.
+SETTINGS_KEYS: tuple[str, ...] = tuple(option.name for option in OPTIONS if option.settings)
+
+
+def method_uses(method: str, key: str) -> bool:
+    """Whether a run of ``method`` (``"fscl+os"``) reads setting ``key``; an unused setting does not key the run."""
+    used_by = OPTIONS_BY_NAME[key].used_by if key in OPTIONS_BY_NAME else None
+    return used_by is None or bool(set(used_by) & set(method.split("+")))
+
+
+#: Where a value came from, for the sources of the settings table: the command line, or the paper's protocol.
+FLAG_SOURCE = "flag"
+PAPER_SOURCE = "paper"
+
+
+def _unknown_option(key: str, where: str) -> ConfigError:
+    hint = difflib.get_close_matches(key, list(_PARSERS), n=1)
+    also = f" (did you mean '{hint[0]}'?)" if hint else ""
+    return ConfigError(f"{where}unknown option '{key}'{also}; valid: {', '.join(sorted(_PARSERS))}")
+
+
+def resolve_layers(layers: Sequence[tuple[str, dict[str, Any]]]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Merge ``(source, options)`` layers, lowest precedence first, over :data:`PAPER_DEFAULTS`; validate each value.
+
+    Returns the values and, per option, its source: the layer's label (``"flag"``, a file's path, ``"data set default
+    (cifar10)"``) or ``"paper"``. ``None`` in a layer means "not given" and never overrides a lower layer. A bad
+    value from a file is reported with the file's path and its TOML key, from a flag with the flag.
+    """
+    merged, sources = dict(PAPER_DEFAULTS), dict.fromkeys(PAPER_DEFAULTS, PAPER_SOURCE)
+    for source, layer in layers:
         for key, value in layer.items():
             if key not in _PARSERS:
-                raise ConfigError(f"unknown option '{key}'; valid: {', '.join(sorted(_PARSERS))}")
+                raise _unknown_option(key, "" if source == FLAG_SOURCE else f"{source}: ")
             if value is not None:
-                merged[key] = value
-    resolved = {key: None if value is None else _PARSERS[key](value, _flag_name(key)) for key, value in merged.items()}
+                merged[key], sources[key] = value, source
+    resolved = {}
+    for key, value in merged.items():
+        from_file = sources[key] not in (FLAG_SOURCE, PAPER_SOURCE) and not sources[key].startswith("data set")
+        name = key if from_file else OPTIONS_BY_NAME[key].flag_name
+        try:
+            resolved[key] = None if value is None else _PARSERS[key](value, name)
+        except ConfigError as error:
+            raise ConfigError(f"{sources[key]}: {error}" if from_file else str(error)) from None
     if resolved["warmup_epochs"] >= resolved["epochs"]:
         raise ConfigError(
             f"--warmup-epochs ({resolved['warmup_epochs']}) must be smaller than --epochs ({resolved['epochs']})"
         )
-    return resolved
+    return resolved, sources
+
+
+def resolve_options(*layers: dict[str, Any]) -> dict[str, Any]:
+    """:func:`resolve_layers` without sources: layers lowest precedence first, as if all were flags."""
+    return resolve_layers([(FLAG_SOURCE, layer) for layer in layers])[0]
 
 
 # ---------------------------------------------------------------------------------------------- config file
 
 
+#: The file at an ImageFolder root that describes that data set: task presets and option values.
+DATA_ROOT_FILE = "bench.toml"
+
+
 @dataclass(frozen=True)
 class FileConfig:
-    """What a ``--config`` TOML file contributes: a data root, task presets and option values."""
+    """What a TOML file contributes: a data root, task presets and option values; ``label`` names it as a source."""
 
+    label: str
     data: str | None
     tasks: dict[str, tuple[str, ...]]
     options: dict[str, Any]
 
 
-def load_config_file(path: Path) -> FileConfig:
-    """Read a ``bench.toml``: ``data = "root"`` (relative to the file), ``[tasks.NAME] classes = [majority, minority]``
-    and any run option by its flag name with underscores (``epochs = 50``, ``ratios = [1, 0.1]``)."""
+def load_config_file(path: Path, *, label: str | None = None, data_root: Path | None = None) -> FileConfig:
+    """Read a ``--config`` file, or with ``data_root`` the ``bench.toml`` at that data root: one reader, one set of
+    rules for both.
+
+    Keys: ``data = "root"`` (relative to the file; in a data-root file only the root itself), ``[tasks.NAME]
+    classes = [majority, minority]`` (or more names, head first, for a long-tailed task) and any run option by its
+    flag name with underscores (``epochs = 50``, ``ratios = [1, 0.1]``). Anything else: one-line ConfigError.
+    ``label`` is how the file is named as a source of settings (default: its path).
+    """
+    label = label or str(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist; pass an existing TOML file to --config")
     try:
         table = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
-        raise ConfigError(f"cannot read config file {path}: {error}".replace("\n", " ")) from None
+        message = " ".join(str(error).split())
+        raise ConfigError(f"cannot read config file {label}: {message}; fix the TOML syntax") from None
     data = table.pop("data", None)
     if data is not None:
         if not isinstance(data, str):
-            raise ConfigError(f"{path}: 'data' must be a string (a folder, 'digits' or 'cifar10')")
-        if data not in ("digits", "cifar10") and not Path(data).is_absolute():
-            data = str((path.parent / data).resolve())
-    tasks = parse_tasks_table(table.pop("tasks", {}), str(path))
+            raise ConfigError(f"{label}: 'data' must be a string (a folder, 'digits' or 'cifar10')")
+        if data not in ("digits", "cifar10") and not Path(data).expanduser().is_absolute():
+            data = str((path.parent / Path(data).expanduser()).resolve())
+        if data_root is not None and data != str(data_root.expanduser().resolve()):
+            raise ConfigError(
+                f"{label}: 'data = {table_value(data)}' points away from the data set this file sits in; a "
+                f"{DATA_ROOT_FILE} at a data root describes that root: remove 'data' (or pass the file with --config)"
+            )
+    tasks = parse_tasks_table(table.pop("tasks", {}), label)
     unknown = sorted(set(table) - set(_PARSERS))
     if unknown:
         hint = difflib.get_close_matches(unknown[0], list(_PARSERS), n=1)
         also = f" (did you mean '{hint[0]}'?)" if hint else ""
         raise ConfigError(
-            f"{path}: unknown key '{unknown[0]}'{also}; valid: data, tasks, {', '.join(sorted(_PARSERS))}"
+            f"{label}: unknown key '{unknown[0]}'{also}; valid: data, tasks, {', '.join(sorted(_PARSERS))}"
         )
-    return FileConfig(data=data, tasks=tasks, options=table)
+    return FileConfig(label=label, data=data, tasks=tasks, options=table)
+
+
+def table_value(value: Any) -> str:
+    """A value as TOML would spell it, for messages."""
+    return f'"{value}"' if isinstance(value, str) else str(value)
 
 
 def parse_tasks_table(tasks: Any, where: str) -> dict[str, tuple[str, ...]]:
@@ -350,7 +476,12 @@ def parse_tasks_table(tasks: Any, where: str) -> dict[str, tuple[str, ...]]:
     parsed = {}
     for name, body in tasks.items():
         classes = body.get("classes") if isinstance(body, dict) else None
-        if not (isinstance(classes, list) and len(classes) >= 2 and all(isinstance(c, str) for c in classes)):
+        extra = sorted(set(body) - {"classes"}) if isinstance(body, dict) else []
+        if extra:
+            raise ConfigError(
+                f"{where}: [tasks.{name}] has an unknown key '{extra[0]}'; a task has only classes = [...]"
+            )
+        if not (isinstance(classes, list) and len(classes) >= 2 and all(isinstance(c, str) and c for c in classes)):
             raise ConfigError(
                 f'{where}: [tasks.{name}] needs classes = ["majority", "minority"] (two class names, or more for a '
                 "long-tailed task, head first)"
@@ -364,48 +495,34 @@ def parse_tasks_table(tasks: Any, where: str) -> dict[str, tuple[str, ...]]:
 # ---------------------------------------------------------------------------------------------- run and grid
 
 
-@dataclass(frozen=True)
-class TrainSettings:
-    """Settings shared by every run of a grid that change its numbers (device and workers are not among them)."""
+def _settings_from_options(cls: type, options: dict[str, Any]) -> Any:
+    return cls(**{key: options[key] for key in SETTINGS_KEYS})
 
-    img_size: int
-    epochs: int
-    majority_count: int
-    batch_size: int
-    lr: float
-    weight_decay: float
-    warmup_epochs: int
-    sim_weight: float
-    supcon_weight: float
-    bcl_weight: float
-    triplet_weight: float
-    stages: tuple[int, ...] | None
-    cb_beta: float
-    cb_gamma: float
-    cb_kind: str
-    focal_gamma: float
-    ldam_max_margin: float
-    ldam_scale: float
-    drw_epoch: int | None  # None: 80% of epochs (losses.default_drw_epoch)
-    la_tau: float
-    supcon_temperature: float
-    triplet_margin: float
-    randaug_ops: int
-    randaug_magnitude: int
-    randaug_strength: str
-    oversample_epoch: str
-    pretrained: bool
-    pretrained_file: str | None
-    amp: str
 
-    @classmethod
-    def from_options(cls, options: dict[str, Any]) -> TrainSettings:
-        return cls(**{f.name: options[f.name] for f in fields(cls)})
+#: Settings shared by every run of a grid that change its numbers (device and workers are not among them): one
+#: frozen field per option of the table with ``settings=True``, in table order. ``from_options(resolved)`` builds it.
+TrainSettings = make_dataclass(
+    "TrainSettings",
+    [(key, Any) for key in SETTINGS_KEYS],
+    frozen=True,
+    namespace={"from_options": classmethod(_settings_from_options)},
+)
+TrainSettings.__module__ = __name__  # so that pickle (Ray) finds it
+
+
+def _default_drw_epoch(epochs: int) -> int:
+    from losses.ldam import default_drw_epoch  # the loss defines its schedule; imported late (torch)
+
+    return default_drw_epoch(epochs)
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """One cell of the grid: everything that determines one training run's result."""
+    """One cell of the grid: everything that determines one training run's result.
+
+    ``sources`` (option -> where its value came from) and ``data_given`` (the data path as the user typed it) are
+    recorded for people and never key a run: the data set is keyed by its fingerprint.
+    """
 
     dataset: str
     data_fingerprint: str
@@ -415,7 +532,9 @@ class RunConfig:
     method: str
     ratio: float
     seed: int
-    settings: TrainSettings
+    settings: Any  # TrainSettings
+    sources: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+    data_given: str = field(default="", compare=False)
 
     @property
     def run_id(self) -> str:
@@ -424,12 +543,27 @@ class RunConfig:
         return f"{self.task}__{backbone}__{self.method}__r{self.ratio:g}__s{self.seed}"
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field and setting, JSON-friendly (what config.json and result.json record); ``drw_epoch`` resolved
+        for a method that uses it."""
         record = asdict(self)
+        record.pop("sources")
+        record.pop("data_given")
         record["classes"] = list(self.classes)
         settings = record.pop("settings")
         if settings["stages"] is not None:
             settings["stages"] = list(settings["stages"])
+        if settings["drw_epoch"] is None and method_uses(self.method, "drw_epoch"):
+            settings["drw_epoch"] = _default_drw_epoch(settings["epochs"])  # the epoch the run switches at
         return {**record, **settings}
+
+    def identity(self) -> dict[str, Any]:
+        """What makes two runs the same run: :meth:`to_dict` without the settings its method does not read and
+        without the data set's path (its fingerprint stays)."""
+        return {
+            key: value
+            for key, value in self.to_dict().items()
+            if key != "dataset" and (key not in OPTIONS_BY_NAME or method_uses(self.method, key))
+        }
 
 
 @dataclass(frozen=True)
@@ -443,12 +577,26 @@ class GridSpec:
     methods: tuple[str, ...]
     ratios: tuple[float, ...]
     seeds: int
-    settings: TrainSettings
+    settings: Any  # TrainSettings
+    sources: tuple[tuple[str, str], ...] = ()
+    data_given: str = ""
 
     def cells(self) -> list[RunConfig]:
         """All runs, seed-major, so an interrupted grid already has every cell at n = 1 before any at n = 2."""
         return [
-            RunConfig(self.dataset, self.data_fingerprint, task, classes, backbone, method, ratio, seed, self.settings)
+            RunConfig(
+                self.dataset,
+                self.data_fingerprint,
+                task,
+                classes,
+                backbone,
+                method,
+                ratio,
+                seed,
+                self.settings,
+                self.sources,
+                self.data_given,
+            )  # fmt: skip
             for seed in range(self.seeds)
             for task, classes in self.tasks
             for backbone in self.backbones

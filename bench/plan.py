@@ -7,8 +7,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.config import ConfigError, GridSpec, TrainSettings, load_config_file, resolve_options
-from bench.data import DatasetSource, open_source
+from bench.config import (
+    DATA_ROOT_FILE,
+    FLAG_SOURCE,
+    ConfigError,
+    FileConfig,
+    GridSpec,
+    TrainSettings,
+    load_config_file,
+    resolve_layers,
+)
+from bench.data import BUILTIN_SOURCES, DatasetSource, open_source
 from bench.methods import parse_methods
 
 
@@ -76,6 +85,26 @@ def _resolve_tasks(
     return tuple(tasks)
 
 
+def data_root_file(data: str | None) -> FileConfig | None:
+    """The ``bench.toml`` at an ImageFolder root, read as a layer of settings (None for a built-in data set or a root
+    without one); named ``ROOT/bench.toml`` with the root as the user wrote it."""
+    if data is None or str(data) in BUILTIN_SOURCES:
+        return None
+    root = Path(data).expanduser()
+    path = root / DATA_ROOT_FILE
+    if not path.is_file():
+        return None
+    return load_config_file(path, label=str(Path(data) / DATA_ROOT_FILE), data_root=root)
+
+
+def dataset_key(data: str | None, source: DatasetSource) -> str:
+    """How runs name their data set: a built-in's name, or a folder's resolved absolute path, so ``wildlife``,
+    ``wildlife/`` and ``../x/wildlife`` are one data set in a report (runs themselves are keyed by the fingerprint)."""
+    if data is None or str(data) in BUILTIN_SOURCES:
+        return source.name
+    return str(Path(data).expanduser().resolve())
+
+
 def plan_run(
     *,
     data: str | None,
@@ -86,22 +115,34 @@ def plan_run(
     cache_dir: Path | None = None,
     all_presets: bool = False,
 ) -> Plan:
-    """Resolve data, tasks and options (flags > config file > data set defaults > the paper's values).
+    """Resolve data, tasks and options: flag > ``--config`` file > the data root's ``bench.toml`` > the data set's
+    defaults > the paper's values, remembering where each value came from.
 
     Without task names or classes the grid has the ``fine`` preset, or with ``all_presets`` every preset (possibly
     none).
     """
     file = load_config_file(config_path) if config_path is not None else None
-    source = open_source(data if data is not None else (file.data if file else None), cache_dir=cache_dir)
-    presets = {**source.tasks, **(file.tasks if file else {})}
-    resolved = resolve_options(source.defaults, file.options if file else {}, options)
+    data = data if data is not None else (file.data if file else None)
+    root_file = data_root_file(data)
+    source = open_source(data, cache_dir=cache_dir)
+    files = [f for f in (root_file, file) if f is not None]
+    presets = dict(source.tasks)
+    for layer in files:
+        presets.update(layer.tasks)
+    resolved, sources = resolve_layers(
+        [
+            (f"data set default ({source.name})", source.defaults),
+            *((layer.label, layer.options) for layer in files),
+            (FLAG_SOURCE, options),
+        ]
+    )
     parse_methods(resolved["methods"])
     if all_presets and not task_names and classes is None:
         tasks = tuple(presets.items())
     else:
         tasks = _resolve_tasks(task_names, classes, presets, f"data set '{source.name}'", source.classes)
     spec = GridSpec(
-        dataset=source.name,
+        dataset=dataset_key(data, source),
         data_fingerprint=source.fingerprint,
         tasks=tasks,
         backbones=resolved["backbones"],
@@ -109,6 +150,8 @@ def plan_run(
         ratios=resolved["ratios"],
         seeds=resolved["seeds"],
         settings=TrainSettings.from_options(resolved),
+        sources=tuple(sources.items()),
+        data_given=str(data) if data is not None else source.name,
     )
     return Plan(
         spec=spec,

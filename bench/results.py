@@ -47,6 +47,18 @@ DONE_STATUSES = ("finished", "failed")
 OUTPUTS_FILE = "test_outputs.npz"
 
 
+def legacy_value(key: str, stored: dict[str, Any]) -> Any:
+    """The value a setting had in a run whose result was written before the setting existed (``stored``: that run's
+    config): what bench then did, which is not always today's default."""
+    if key == "randaug_strength":
+        return "uniform"  # RandAugment strengths were drawn uniformly before the setting existed
+    if key == "oversample_epoch":  # a long-tailed task's oversampled epoch was C x n_max, a binary one the subset's
+        return "full" if len(stored.get("classes", ())) > 2 else "subset"
+    if key in ("supcon_weight", "bcl_weight", "triplet_weight"):
+        return stored.get("sim_weight", PAPER_DEFAULTS["sim_weight"])  # all auxiliary losses shared --sim-weight
+    return PAPER_DEFAULTS.get(key)
+
+
 def versions() -> dict[str, str]:
     """Versions of the software that produced a result."""
     import timm
@@ -170,15 +182,15 @@ class RunFolder:
     def is_done(self, config: RunConfig) -> bool:
         """True when a finished (or failed) result exists for exactly this configuration.
 
-        A result written under other settings is an error rather than a silent skip or an overwrite.
+        Compared: :meth:`RunConfig.identity` — the settings the run's method reads and the data set's fingerprint,
+        not its path. A result written under other settings is an error rather than a silent skip or an overwrite.
         """
         result = self.read_result()
         if result is None:
             return False
         stored = result.get("config", {})
-        current = config.to_dict()
-        # A setting added after the result was written is absent from it: that run used the setting's default.
-        stored = {key: stored.get(key, PAPER_DEFAULTS.get(key)) for key in current}
+        current = config.identity()
+        stored = {key: stored[key] if key in stored else legacy_value(key, stored) for key in current}
         changed = sorted(key for key in current if stored[key] != current[key])
         if changed:
             key = changed[0]
@@ -197,7 +209,8 @@ class RunFolder:
         from its checkpoint; none for a fresh start, clearing the rows of an interrupted attempt)."""
         self.path.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(self.metrics, "".join(rows).encode("utf-8"))
-        write_json_atomic(self.config, {**config.to_dict(), **extra, "versions": versions()})
+        record = {**config.to_dict(), "data_given": config.data_given, "sources": dict(config.sources)}
+        write_json_atomic(self.config, {**record, **extra, "versions": versions()})
 
     def epoch_rows(self) -> list[str]:
         """The lines of metrics.jsonl that are whole rows (a killed process may have left half of one)."""

@@ -117,16 +117,43 @@ def test_a_result_written_before_a_setting_existed_counts_as_that_settings_defau
     """A result from an older version lacks settings added since; it ran with their defaults, so it is kept."""
     path = next(grid_dir.glob("fine__*__ce__r1__s0/result.json"))
     result = json.loads(path.read_text())
-    del result["config"]["cb_kind"]  # stands for a setting added after this run finished
+    del result["config"]["randaug_ops"]  # stands for a setting added after this run finished
     path.write_text(json.dumps(result))
     rerun = invoke("run", "--task", "fine", "--ratios", "1", "--methods", "ce", "--seeds", "1",
                    *TINY, "--out", str(grid_dir))  # fmt: skip
     assert rerun.exit_code == 0, rerun.output
     assert "1 of 1 runs already finished" in rerun.output
     changed = invoke("run", "--task", "fine", "--ratios", "1", "--methods", "ce", "--seeds", "1",
-                     *TINY, "--cb-kind", "focal", "--out", str(grid_dir))  # fmt: skip
+                     *TINY, "--randaug-ops", "1", "--out", str(grid_dir))  # fmt: skip
     assert changed.exit_code == 2
-    assert "different settings (cb_kind: 'softmax' there, 'focal' now)" in changed.output
+    assert "different settings (randaug_ops: 2 there, 1 now)" in changed.output
+
+
+def test_a_setting_a_method_does_not_read_does_not_key_its_runs(grid_dir: Path) -> None:
+    """ce reads neither cb's nor fscl's settings: changing them finds ce's runs finished; fscl+os's are refused."""
+    rerun = invoke("run", "--task", "fine", "--ratios", "1", "--methods", "ce", "--seeds", "1", *TINY,
+                   "--cb-kind", "focal", "--sim-weight", "0.5", "--stages", "4", "--out", str(grid_dir))  # fmt: skip
+    assert rerun.exit_code == 0, rerun.output
+    assert "1 of 1 runs already finished" in rerun.output
+    changed = invoke("run", "--task", "fine", "--ratios", "1", "--methods", "fscl+os", "--seeds", "1", *TINY,
+                     "--sim-weight", "0.5", "--out", str(grid_dir))  # fmt: skip
+    assert changed.exit_code == 2
+    assert "different settings (sim_weight: 0.1 there, 0.5 now)" in changed.output
+
+
+def test_an_older_result_counts_as_what_bench_did_then(grid_dir: Path) -> None:
+    """Before --randaug-strength existed the strengths were drawn uniformly: such a result is not the new default."""
+    for path in grid_dir.glob("fine__*__ce__r0.1__s*/result.json"):
+        result = json.loads(path.read_text())
+        del result["config"]["randaug_strength"]
+        path.write_text(json.dumps(result))
+    args = ["run", "--task", "fine", "--ratios", "0.1", "--methods", "ce", "--seeds", "2", *TINY]
+    changed = invoke(*args, "--out", str(grid_dir))
+    assert changed.exit_code == 2
+    assert "different settings (randaug_strength: 'uniform' there, 'fixed' now)" in changed.output
+    kept = invoke(*args, "--randaug-strength", "uniform", "--out", str(grid_dir))
+    assert kept.exit_code == 0, kept.output
+    assert "2 of 2 runs already finished" in kept.output
 
 
 @pytest.mark.parametrize(

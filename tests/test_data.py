@@ -14,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+from bench.config import ConfigError
 from bench.data import (
     ArrayDataset,
     DataError,
@@ -147,29 +148,33 @@ def test_folder_reads_bench_toml_tasks(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "text, match",
     [
-        ("[tasks.x\nclasses = 1", "not valid TOML"),
-        ('[tasks.x]\nclasses = ["a", "b", "c"]', "exactly two"),
-        ('[tasks.x]\nclasses = ["a"]', "exactly two"),
-        ("[tasks.x]\nmajority = 'a'", "exactly two"),
+        ("[tasks.x\nclasses = 1", "fix the TOML syntax"),
+        ('[tasks.x]\nclasses = ["a"]', "two class names"),
+        ("[tasks.x]\nmajority = 'a'", "unknown key 'majority'"),
         ('[tasks.x]\nclasses = ["a", "a"]', "twice"),
         ('tasks = "fine"', "table"),
+        ("[train]\nepochs = 3\n", "unknown key 'train'"),
+        ("epoch = 3\n", "did you mean 'epochs'"),
+        ('data = "elsewhere"\n', "points away from the data set"),
     ],
 )
-def test_load_task_file_rejects_bad_files(tmp_path: Path, text: str, match: str) -> None:
-    path = tmp_path / "run.toml"
+def test_a_data_root_file_follows_the_config_file_rules(tmp_path: Path, text: str, match: str) -> None:
+    path = tmp_path / "bench.toml"
     path.write_text(text)
-    with pytest.raises(DataError, match=match) as info:
+    with pytest.raises(ConfigError, match=match) as info:
         load_task_file(path)
     assert str(path) in str(info.value) and "\n" not in str(info.value)
 
 
-def test_load_task_file_without_tasks_and_missing(tmp_path: Path) -> None:
-    path = tmp_path / "run.toml"
-    path.write_text('[train]\nepochs = 3\n[tasks.pair]\nclasses = ["x", "y"]\nnote = "ok"\n')
-    assert load_task_file(path) == {"pair": ("x", "y")}
-    path.write_text("[train]\nepochs = 3\n")
+def test_a_data_root_file_takes_long_tailed_tasks_and_options(tmp_path: Path) -> None:
+    path = tmp_path / "bench.toml"
+    path.write_text(
+        'epochs = 3\ndata = "."\n[tasks.lt]\nclasses = ["x", "y", "z"]\n[tasks.pair]\nclasses = ["x", "y"]\n'
+    )
+    assert load_task_file(path) == {"lt": ("x", "y", "z"), "pair": ("x", "y")}
+    path.write_text("epochs = 3\n")
     assert load_task_file(path) == {}
-    with pytest.raises(DataError, match="not found"):
+    with pytest.raises(ConfigError, match="does not exist"):
         load_task_file(tmp_path / "absent.toml")
 
 
