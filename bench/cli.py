@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import inspect
 import signal
 import sys
 from datetime import datetime
@@ -11,6 +12,11 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 import typer.core
+
+from bench.config import OPTIONS, Option
+
+#: Panels whose defaults are the paper's protocol (the lowest layer of settings), marked "paper:" in the help.
+PROTOCOL_GROUPS = ("Grid", "Data and protocol", "Training", "Method hyper-parameters")
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -26,13 +32,32 @@ def _terminate(signum: int, frame: object) -> None:
     raise Terminated
 
 
+def _split_class_pairs(argv: list[str]) -> list[str]:
+    """``--classes a,b`` (or ``--classes=a,b``) as ``--classes a b``: the option takes two values, and a comma would
+    otherwise make it swallow the next option."""
+    fixed: list[str] = []
+    index = 0
+    while index < len(argv):
+        token = argv[index]
+        if token == "--classes" and index + 1 < len(argv) and "," in argv[index + 1]:
+            fixed += [token, *argv[index + 1].split(",")]
+            index += 2
+            continue
+        if token.startswith("--classes=") and "," in token:
+            fixed += ["--classes", *token.split("=", 1)[1].split(",")]
+        else:
+            fixed.append(token)
+        index += 1
+    return fixed
+
+
 class _OneLineErrors(typer.core.TyperGroup):
     """Typer's own usage errors (an unknown option, a value of the wrong type, ...) as one line and exit code 2,
     like the errors bench raises itself, instead of a multi-line box. ``bench`` alone still prints the help."""
 
     def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None, standalone_mode: bool = True,
              **extra: Any) -> Any:  # fmt: skip
-        argv = sys.argv[1:] if args is None else list(args)
+        argv = args = _split_class_pairs(sys.argv[1:] if args is None else list(args))
         if not standalone_mode or not argv:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         try:
@@ -80,192 +105,84 @@ def _user_errors() -> tuple[type[Exception], ...]:
     return ConfigError, DataError, BackboneError
 
 
-@app.command()
-def run(
-    data: Annotated[
-        str | None,
-        typer.Option(
-            help="ImageFolder root (train/ and test|val|valid/ of class folders), 'cifar10', or 'digits' (default)."
-        ),
-    ] = None,
-    task: Annotated[
-        str | None, typer.Option(help="Task preset(s), comma-separated, e.g. fine or fine,coarse (default: fine).")
-    ] = None,
-    classes: Annotated[
-        tuple[str, str] | None,
-        typer.Option(help="A task by its two class names: MAJORITY MINORITY.", show_default=False),
-    ] = None,
-    config: Annotated[
-        Path | None, typer.Option(help="TOML file: data = ..., \\[tasks.NAME] classes = [...], and any option below.")
-    ] = None,
-    ratios: Annotated[
-        str | None,
-        typer.Option(help="Minority/majority training-image ratios in (0, 1]. \\[paper: 1,0.1,0.01,0.005,0.001]"),
-    ] = None,
-    methods: Annotated[
-        str | None,
-        typer.Option(help="Methods, comma-separated; combine parts with + (bench methods). \\[ce,os,cb,fscl,fscl+os]"),
-    ] = None,
-    seeds: Annotated[int | None, typer.Option(help="Run seeds 0..N-1. \\[paper: 10]")] = None,
-    backbone: Annotated[str | None, typer.Option(help="A timm model name (bench backbones). \\[resnet18]")] = None,
-    backbones: Annotated[str | None, typer.Option(help="Several timm model names, comma-separated.")] = None,
-    stages: Annotated[
-        str | None, typer.Option(help="Stage indices to tap for the similarity loss (bench stages NAME). \\[last two]")
-    ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Training epochs. \\[paper: 100]")] = None,
-    img_size: Annotated[int | None, typer.Option(help="Square input size in pixels. \\[paper: 224]")] = None,
-    majority_count: Annotated[
-        int | None, typer.Option(help="Majority-class training images (capped at what exists). \\[paper: 10000]")
-    ] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Batch size. [64]")] = None,
-    lr: Annotated[float | None, typer.Option(help="Adam learning rate. [1e-3]")] = None,
-    weight_decay: Annotated[float | None, typer.Option(help="Adam weight decay. [1e-5]")] = None,
-    warmup_epochs: Annotated[
-        int | None, typer.Option(help="Linear warm-up epochs before the cosine decay. [0]")
-    ] = None,
-    sim_weight: Annotated[
-        float | None, typer.Option(help="Weight of the auxiliary losses (fscl, supcon, bcl, triplet). [0.1]")
-    ] = None,
-    supcon_weight: Annotated[float | None, typer.Option(help="Weight of the supcon loss. [1]")] = None,
-    bcl_weight: Annotated[float | None, typer.Option(help="Weight of the bcl loss. [0.3]")] = None,
-    triplet_weight: Annotated[float | None, typer.Option(help="Weight of the triplet loss. [1]")] = None,
-    randaug_strength: Annotated[
-        str | None, typer.Option(help="RandAugment strength: fixed (torchvision) or uniform in [-m, m]. \\[fixed]")
-    ] = None,
-    oversample_epoch: Annotated[
-        str | None, typer.Option(help="An oversampled epoch: subset (its size) or full (C x largest). \\[subset]")
-    ] = None,
-    cb_beta: Annotated[float | None, typer.Option(help="Class-balanced loss beta. [0.9999]")] = None,
-    cb_gamma: Annotated[
-        float | None, typer.Option(help="Focal gamma of the class-balanced loss (--cb-kind focal). [0]")
-    ] = None,
-    cb_kind: Annotated[
-        str | None, typer.Option(help="Class-balanced loss kind: softmax, sigmoid or focal. \\[softmax]")
-    ] = None,
-    focal_gamma: Annotated[float | None, typer.Option(help="Gamma of the focal loss (method focal). [2]")] = None,
-    ldam_max_margin: Annotated[
-        float | None, typer.Option(help="LDAM margin of the rarest class; others scale as n_c^-1/4. [0.5]")
-    ] = None,
-    ldam_scale: Annotated[float | None, typer.Option(help="LDAM logit scale s. [30]")] = None,
-    drw_epoch: Annotated[
-        int | None,
-        typer.Option(
-            help="First epoch (1-based) of ldam's class-balanced re-weighting and of drs's oversampling. "
-            "[80% of --epochs]"
-        ),
-    ] = None,
-    la_tau: Annotated[float | None, typer.Option(help="Logit-adjustment strength tau (method la). [1]")] = None,
-    supcon_temperature: Annotated[
-        float | None, typer.Option(help="Temperature of the supervised contrastive losses (supcon, bcl). [0.1]")
-    ] = None,
-    triplet_margin: Annotated[
-        float | None, typer.Option(help="Margin of the batch-hard triplet loss (triplet). [0.2]")
-    ] = None,
-    randaug_ops: Annotated[int | None, typer.Option(help="RandAugment-style ops per image. [2]")] = None,
-    randaug_magnitude: Annotated[int | None, typer.Option(help="RandAugment-style magnitude, 0-30. [9]")] = None,
-    pretrained: Annotated[
-        bool | None, typer.Option("--pretrained/--scratch", help="Start from timm's weights (downloads). \\[scratch]")
-    ] = None,
-    pretrained_file: Annotated[
-        Path | None, typer.Option(help="Start from a local timm-compatible checkpoint (offline clusters).")
-    ] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps. \\[auto]")] = None,
-    amp: Annotated[
-        str | None, typer.Option(help="auto (bf16 on CUDA, off on CPU), off, bf16 or fp16. \\[auto]")
-    ] = None,
-    workers: Annotated[
-        int | None, typer.Option(help="Data-loader worker processes. [0 on <= 2 cores, else cores - 1]")
-    ] = None,
-    compile_model: Annotated[
-        bool | None,
-        typer.Option(
-            "--compile/--no-compile",
-            help="torch.compile the model's training forward (pays off on long GPU runs; ~1 min to compile). \\[off]",
-        ),
-    ] = None,
-    executor: Annotated[
-        str | None,
-        typer.Option(help="local (runs one after another in this process) or ray (a Ray task per run). \\[local]"),
-    ] = None,
-    ray_address: Annotated[
-        str | None,
-        typer.Option(help="With --executor ray: auto or HOST:PORT joins a cluster. \\[start a local instance]"),
-    ] = None,
-    gpus_per_run: Annotated[
-        float | None,
-        typer.Option(help="With --executor ray: GPUs per run, fractions pack runs (0.25). [1 if the cluster has GPUs]"),
-    ] = None,
-    cpus_per_run: Annotated[
-        float | None, typer.Option(help="With --executor ray: CPUs per run; torch threads = whole CPUs. [1]")
-    ] = None,
-    checkpoint_minutes: Annotated[
-        float | None,
-        typer.Option(
-            help="Save a run's training state after an epoch at most this often; a stopped run resumes from it "
-            "(0: every epoch, inf: never). [10]"
-        ),
-    ] = None,
-    checkpoint_dir: Annotated[
-        Path | None,
-        typer.Option(
-            help="Keep checkpoints under DIR/<run id>/; with --executor ray a folder every node can write, so a "
-            "retried run resumes. \\[each run folder; none on Ray]"
-        ),
-    ] = None,
-    dry_run: Annotated[
-        bool,
-        typer.Option(
-            "--dry-run", help="Print the grid, what --out holds already and the estimated cost; train, write nothing."
-        ),
-    ] = False,
-    parallel: Annotated[
-        int | None,
-        typer.Option(help="With --dry-run: runs at once, for the wall time. [1; with ray, what fits here]", min=1),
-    ] = None,
-    out: Annotated[
-        Path | None, typer.Option(help="Output folder; re-running into it resumes. \\[runs/<timestamp>]")
-    ] = None,
-    cache_dir: Annotated[
-        Path | None,
-        typer.Option(help="Where downloaded data sets and decoded images go. [$BENCH_CACHE or ~/.cache/bench]"),
-    ] = None,
-    decode_cache: Annotated[
-        bool,
-        typer.Option(
-            "--decode-cache/--no-decode-cache",
-            help="Keep decoded ImageFolder images in CACHE_DIR/decoded and reuse them in later runs.",
-        ),
-    ] = True,
-) -> None:
+# ---------------------------------------------------------------------------------------------- bench run
+# Its options come from bench.config.OPTIONS (each declared once: flag, TOML key, default, help, panel); only the
+# parameters that are not settings of a run (what to read, where to write, --dry-run) are declared here.
+
+
+def _escaped(text: str) -> str:
+    """``[x]`` for rich markup, which would otherwise take it for a style tag and print nothing."""
+    return text.replace("[", "\\[")
+
+
+def _option_parameter(option: Option) -> inspect.Parameter:
+    """A keyword parameter of ``run`` for a table option: ``None`` unless given, so lower layers decide."""
+    source = "paper: " if option.group in PROTOCOL_GROUPS else ""
+    help_text = _escaped(f"{option.help} [{source}{option.default_text()}]")
+    declarations = [option.flag] if option.flag else [option.flag_name]
+    info = typer.Option(*declarations, help=help_text, rich_help_panel=option.group, show_default=False)
+    return inspect.Parameter(
+        option.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[option.kind | None, info]
+    )
+
+
+def _command_parameter(
+    name: str, kind: Any, default: Any, panel: str, help_text: str, *flags: str
+) -> inspect.Parameter:
+    info = typer.Option(*flags, help=_escaped(help_text), rich_help_panel=panel, show_default=False)
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, info])
+
+
+_COMMAND_PARAMETERS = (
+    _command_parameter("data", str | None, None, "Data and protocol",
+                       "ImageFolder root (train/ and test|val|valid/ of class folders; its bench.toml is read), "
+                       "'cifar10', or 'digits'. [digits]"),
+    _command_parameter("config", Path | None, None, "Data and protocol",
+                       "TOML file: data = ..., [tasks.NAME] classes = [...], and any option below by its name."),
+    _command_parameter("task", str | None, None, "Grid",
+                       "Task preset(s), comma-separated, e.g. fine,coarse; lt: every class long-tailed. [fine]"),
+    _command_parameter("classes", tuple[str, str] | None, None, "Grid",
+                       "A task by its two class names: MAJORITY MINORITY (or MAJORITY,MINORITY)."),
+    _command_parameter("backbone", str | None, None, "Grid", "One timm model name (bench backbones). [resnet18]"),
+    _command_parameter("out", Path | None, None, "Output",
+                       "Output folder; re-running into it resumes. [runs/<timestamp>]"),
+    _command_parameter("cache_dir", Path | None, None, "Output",
+                       "Where downloaded data sets and decoded images go. [$BENCH_CACHE or ~/.cache/bench]"),
+    _command_parameter("decode_cache", bool, True, "Output",
+                       "Keep decoded ImageFolder images in CACHE_DIR/decoded and reuse them in later runs. [on]",
+                       "--decode-cache/--no-decode-cache"),
+    _command_parameter("dry_run", bool, False, "Output",
+                       "Print the settings, the grid, what --out holds already and the estimated cost; train, write "
+                       "nothing.", "--dry-run"),
+    _command_parameter("parallel", int | None, None, "Output",
+                       "With --dry-run: runs at once, for the wall time. [1; with ray, what fits here]"),
+)  # fmt: skip
+
+
+def run(**arguments: Any) -> None:
     """Train every cell of the grid (task x backbone x ratio x method x seed), then print the leaderboard."""
     from bench.config import parse_names
     from bench.session import run_session
 
     errors = _user_errors()
-    if backbone is not None and backbones is not None:
+    backbone, parallel = arguments.pop("backbone"), arguments.pop("parallel")
+    if backbone is not None and arguments["backbones"] is not None:
         fail("give --backbone or --backbones, not both")
-    options = {
-        "ratios": ratios, "methods": methods, "seeds": seeds, "backbones": backbones or backbone, "stages": stages,
-        "epochs": epochs, "img_size": img_size, "majority_count": majority_count, "batch_size": batch_size, "lr": lr,
-        "weight_decay": weight_decay, "warmup_epochs": warmup_epochs, "sim_weight": sim_weight, "cb_beta": cb_beta,
-        "supcon_weight": supcon_weight, "bcl_weight": bcl_weight, "triplet_weight": triplet_weight,
-        "randaug_strength": randaug_strength, "oversample_epoch": oversample_epoch,
-        "cb_gamma": cb_gamma, "cb_kind": cb_kind, "randaug_ops": randaug_ops, "randaug_magnitude": randaug_magnitude,
-        "focal_gamma": focal_gamma, "ldam_max_margin": ldam_max_margin, "ldam_scale": ldam_scale,
-        "drw_epoch": drw_epoch, "la_tau": la_tau, "supcon_temperature": supcon_temperature,
-        "triplet_margin": triplet_margin, "pretrained": pretrained,
-        "pretrained_file": str(pretrained_file) if pretrained_file else None,
-        "device": device, "amp": amp, "workers": workers, "compile": compile_model, "executor": executor,
-        "ray_address": ray_address, "gpus_per_run": gpus_per_run, "cpus_per_run": cpus_per_run,
-        "checkpoint_minutes": checkpoint_minutes, "checkpoint_dir": str(checkpoint_dir) if checkpoint_dir else None,
-    }  # fmt: skip
-    out = out or Path("runs") / datetime.now().strftime("%Y-%m-%d_%H%M%S")
+    if parallel is not None and parallel < 1:
+        fail(f"--parallel must be at least 1, got {parallel}")
+    options = {option.name: arguments[option.name] for option in OPTIONS}
+    options["backbones"] = options["backbones"] or backbone
+    for name, value in options.items():
+        if isinstance(value, Path):
+            options[name] = str(value)
+    out = arguments["out"] or Path("runs") / datetime.now().strftime("%Y-%m-%d_%H%M%S")
     previous_handler = signal.signal(signal.SIGTERM, _terminate)
     try:
-        task_names = parse_names(task, "--task") if task is not None else ()
+        task_names = parse_names(arguments["task"], "--task") if arguments["task"] is not None else ()
         code = run_session(
-            data=data, config_path=config, task_names=task_names, classes=classes, options=options, out=out,
-            cache_dir=cache_dir, decode_cache=decode_cache, dry_run=dry_run, parallel=parallel,
+            data=arguments["data"], config_path=arguments["config"], task_names=task_names,
+            classes=arguments["classes"], options=options, out=out, cache_dir=arguments["cache_dir"],
+            decode_cache=arguments["decode_cache"], dry_run=arguments["dry_run"], parallel=parallel,
         )  # fmt: skip
     except errors as error:
         fail(str(error))
@@ -278,6 +195,20 @@ def run(
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
     raise typer.Exit(code)
+
+
+def _run_signature() -> inspect.Signature:
+    """``run``'s parameters: the command's own, then the table's options, each in its help panel."""
+    command = {p.name: p for p in _COMMAND_PARAMETERS}
+    grid = [_option_parameter(o) for o in OPTIONS if o.group == "Grid"]
+    rest = [_option_parameter(o) for o in OPTIONS if o.group != "Grid"]
+    first = [command.pop(name) for name in ("task", "classes")]
+    data = [command.pop(name) for name in ("backbone", "data", "config")]
+    return inspect.Signature([*first, *grid, *data, *rest, *command.values()])
+
+
+run.__signature__ = _run_signature()  # type: ignore[attr-defined]
+app.command()(run)
 
 
 @app.command()
@@ -295,21 +226,24 @@ def report(
     ] = False,
 ) -> None:
     """Write report.md (settings, tables, paired comparisons, figures), leaderboard.md/.csv and comparisons.csv."""
-    from reports import write_report
+    from reports import load_collection, write_report
 
     if not runs_dir.is_dir():
         fail(f"{runs_dir} is not a folder; pass the --out folder of a bench run")
+    collection = load_collection(runs_dir, ensemble=ensemble)
+    if not collection.records:  # checked before anything is written: an error leaves no files behind
+        for warning in collection.warnings:
+            typer.echo(f"warning: {warning}", err=True)
+        fail(f"no finished runs found in {runs_dir}; pass the --out folder of a bench run")
     try:
         files = write_report(
-            runs_dir, out, progress=lambda what: typer.echo(f"drawing {what}", err=True), ensemble=ensemble
+            runs_dir, out, progress=lambda what: typer.echo(f"drawing {what}", err=True), collection=collection
         )
     except OSError as error:
         fail(f"cannot write the report: {error}")
     leaderboard = files.leaderboard
     for warning in leaderboard.warnings:
         typer.echo(f"warning: {warning}", err=True)
-    if leaderboard.n_runs == 0:
-        fail(f"no finished runs found in {runs_dir}; pass the --out folder of a bench run")
     typer.echo(leaderboard.markdown)
     typer.echo(
         f"wrote {files.report_path} ({len(files.figures)} figures), {leaderboard.csv_path} and "
@@ -331,7 +265,8 @@ def doctor(
     majority_count: Annotated[int | None, typer.Option(help="Majority-class training images. [10000]")] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Where downloaded data sets go.")] = None,
 ) -> None:
-    """Check a data set before a long grid: counts, unreadable files, train/test duplicates, image sizes, ratios.
+    """Check a data set before a long grid: unusable class folders, readable images, unreadable files, train/test
+    duplicates, image sizes, and what each ratio gives.
 
     Exit code 0 when nothing that changes results was found, 1 when something was (listed under problems).
     """
@@ -339,7 +274,7 @@ def doctor(
     from rich.progress import Progress, TaskID
 
     from bench.config import parse_names
-    from bench.doctor import examine, render
+    from bench.doctor import check_task_classes, examine, render
     from bench.plan import plan_run
 
     options = {"ratios": ratios, "majority_count": majority_count}
@@ -350,6 +285,7 @@ def doctor(
             cache_dir=cache_dir, all_presets=True,
         )  # fmt: skip
         spec = plan.spec
+        check_task_classes(plan.source, spec.tasks)  # before the progress display, which leaves a line behind
         with Progress(transient=True, console=Console(stderr=True)) as progress:
             bars: dict[str, TaskID] = {}
 
@@ -511,10 +447,11 @@ def list_backbones(
 ) -> None:
     """List the timm model names that --backbone accepts."""
     from backbones import list_backbones as names
+    from backbones.factory import suggest_backbones
 
     found = names(pattern)
     if not found:
-        fail(f"no timm model matches '{pattern}'; try a wider pattern such as '*{pattern.strip('*')}*'")
+        fail(f"no timm model matches '{pattern}'; {suggest_backbones(pattern)}")
     typer.echo("\n".join(found))
 
 
@@ -545,12 +482,24 @@ def list_tasks(
         source = open_source(data, cache_dir=cache_dir)
     except _user_errors() as error:
         fail(str(error))
-    typer.echo(f"data set {source.name}: {len(source.train.classes)} classes")
-    for name, (majority, minority) in source.tasks.items():
-        typer.echo(f"  task {name}: majority {majority}, minority {minority}")
+    from bench.data.feasibility import left_out_note
+    from bench.wording import join_and, plural
+
+    unusable = source.unusable
+    left_out = f" ({plural(len(unusable), 'class folder')} left out: {', '.join(unusable)})" if unusable else ""
+    typer.echo(f"data set {source.name}: {plural(len(source.classes), 'class')}{left_out}")
+    for name, names in source.tasks.items():
+        bad = [c for c in names if c in unusable]
+        mark = f"  [unusable: {join_and(bad)}; bench run refuses it]" if bad else ""
+        what = f"majority {names[0]}, minority {names[1]}" if len(names) == 2 else f"head to tail: {', '.join(names)}"
+        typer.echo(f"  task {name}: {what}{mark}")
     if len(source.classes) >= 3 and "lt" not in source.tasks:
         order = ", ".join(source.classes)
-        typer.echo(f"  task lt: all {len(source.classes)} classes long-tailed, head to tail: {order}")
+        note = left_out_note(source, source.classes)
+        typer.echo(f"  task lt: all {plural(len(source.classes), 'class')} long-tailed, head to tail: {order}"
+                   f"{f'; {note}' if note else ''}")  # fmt: skip
     for split_name, split in (("train", source.train), (source.test_split, source.test)):
         counts = ", ".join(f"{c} {len(split.indices_of(c))}" for c in split.classes)
         typer.echo(f"  {split_name}: {counts}")
+    for name, reason in unusable.items():
+        typer.echo(f"  unusable class {name}: {reason}")

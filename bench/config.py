@@ -276,7 +276,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("pretrained", False, _flag, "Start from timm's weights (downloads) instead of from scratch.", "Training",
            bool, flag="--pretrained/--scratch", settings=True, shown_default="scratch"),
     Option("pretrained_file", None, _optional_path, "Start from a local timm-compatible checkpoint (offline).",
-           "Training", Path, settings=True),
+           "Training", Path, settings=True, shown_default="none"),
     # method hyper-parameters
     Option("sim_weight", 0.1, _float_in(0.0, math.inf, high_open=True),
            "Weight of fscl's similarity loss (the KCC authors' code; the paper's equation has 1).",

@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.config import (
     DATA_ROOT_FILE,
     FLAG_SOURCE,
+    OPTIONS,
+    PAPER_SOURCE,
     ConfigError,
     FileConfig,
     GridSpec,
     TrainSettings,
+    format_value,
     load_config_file,
+    method_uses,
     resolve_layers,
 )
 from bench.data import BUILTIN_SOURCES, DatasetSource, open_source
 from bench.methods import parse_methods
+
+#: Settings the table at the start of a run always shows: the protocol's scale.
+ALWAYS_SHOWN = ("ratios", "methods", "backbones", "seeds", "img_size", "majority_count", "epochs", "batch_size")
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,21 @@ class Plan:
     cpus_per_run: float = 1.0
     checkpoint_minutes: float = 10.0  # least time between two checkpoints of a run; inf: never
     checkpoint_dir: str | None = None  # None: in each run folder (local executor); Ray needs shared storage
+    options: dict[str, Any] = field(default_factory=dict)  # every option's resolved value
+    sources: dict[str, str] = field(default_factory=dict)  # every option's source (bench.config.resolve_layers)
+
+    def settings_rows(self) -> list[tuple[str, str, str]]:
+        """(setting, value, source) of the settings that matter for this grid: the protocol's main ones, and any
+        set anywhere or differing from the paper's value that a method of the grid reads; in table order."""
+        methods = self.spec.methods
+        rows = []
+        for option in OPTIONS:
+            value = self.options.get(option.name, option.default)
+            source = self.sources.get(option.name, PAPER_SOURCE)
+            shown = option.name in ALWAYS_SHOWN or source != PAPER_SOURCE or value != option.default
+            if shown and any(method_uses(method, option.name) for method in methods):
+                rows.append((option.name, format_value(value), source))
+        return rows
 
 
 #: The task name that means "every class of the data set, long-tailed" when no preset of that name exists.
@@ -165,4 +187,6 @@ def plan_run(
         cpus_per_run=resolved["cpus_per_run"],
         checkpoint_minutes=resolved["checkpoint_minutes"],
         checkpoint_dir=resolved["checkpoint_dir"],
+        options=resolved,
+        sources=sources,
     )

@@ -15,6 +15,7 @@ from bench.device import DeviceSetup, resolve_device
 from bench.grid import check_grid, run_grid
 from bench.plan import Plan, plan_run
 from bench.progress import RichGridObserver
+from bench.wording import plural
 
 
 def _check_writable(folder: Path, what: str = "output folder", option: str = "--out") -> None:
@@ -74,7 +75,9 @@ def run_session(
     setup = None if on_ray else resolve_device(plan.device, plan.spec.settings.amp, compile=plan.compile)
     workers = resolve_workers(plan.workers)
     check_grid(plan.spec, plan.source)
+    settings = render_settings(plan.settings_rows())
     if setup is not None and dry_run:
+        print("\n".join(settings))
         return _dry_run(plan, out, setup, parallel)
     _check_writable(out)
     checkpoint_dir = _checkpoint_dir(plan)
@@ -87,12 +90,16 @@ def run_session(
         if setup is None
         else f"{setup.description}, {workers} loader workers"
     )
+    console.print("\n".join(settings), soft_wrap=True, markup=False, highlight=False)
     console.print(
-        f"bench: {len(spec.cells())} runs ({len(spec.tasks)} task x {len(spec.backbones)} backbone x "
-        f"{len(spec.ratios)} ratio x {len(spec.methods)} method x {spec.seeds} seed) on {plan.source.name}, "
-        f"{spec.settings.epochs} epochs at {spec.settings.img_size} px, {where} -> {out}",
+        f"bench: {plural(len(spec.cells()), 'run')} ({plural(len(spec.tasks), 'task')} x "
+        f"{plural(len(spec.backbones), 'backbone')} x {plural(len(spec.ratios), 'ratio')} x "
+        f"{plural(len(spec.methods), 'method')} x {plural(spec.seeds, 'seed')}) on {plan.source.name}, "
+        f"{plural(spec.settings.epochs, 'epoch')} at {spec.settings.img_size} px, {where} -> {out}",
         soft_wrap=True,
     )
+    if setup is not None:
+        console.print(_estimate_line(plan, out, setup), soft_wrap=True)
     decode_dir = _decode_cache_dir(cache_dir, decode_cache)
     with warnings.catch_warnings(), RichGridObserver(console) as observer:
         warnings.showwarning = lambda message, *_, **__: console.print(f"[yellow]warning[/]: {message}", soft_wrap=True)
@@ -124,6 +131,35 @@ def run_session(
         soft_wrap=True,
     )
     return 1 if summary.lost else 0
+
+
+def render_settings(rows: list[tuple[str, str, str]]) -> list[str]:
+    """The settings table that starts every ``bench run``: one line per setting, value and where it came from."""
+    name_width = max((len(name) for name, _, _ in rows), default=0)
+    value_width = min(40, max((len(value) for _, value, _ in rows), default=0))
+    lines = ["settings (value, and where it came from: flag, a config file, ROOT/bench.toml, data set default, paper):"]
+    lines += [f"  {name:<{name_width}}  {value:<{value_width}}  {source}" for name, value, source in rows]
+    return lines
+
+
+def _estimate_line(plan: Plan, out: Path, setup: DeviceSetup) -> str:
+    """One line: the grid's training time at this machine's speed (``bench run --dry-run`` gives the breakdown)."""
+    import torch
+
+    from bench.dry_run import _duration as format_duration
+    from bench.dry_run import estimate_grid
+
+    estimate = estimate_grid(
+        plan.spec, plan.source, out, setup, parallel=1, threads=torch.get_num_threads(),
+        checkpoint_dir=_checkpoint_dir(plan),
+    )  # fmt: skip
+    if not estimate.remaining:
+        return "estimate: nothing left to train"
+    return (
+        f"estimate: {plural(len(estimate.remaining), 'run')} to train, about "
+        f"{format_duration(estimate.total_seconds)} of training steps at this machine's speed (loading and "
+        "evaluation add to it; --dry-run shows the breakdown)"
+    )
 
 
 def _dry_run(plan: Plan, out: Path, setup: DeviceSetup, parallel: int | None) -> int:

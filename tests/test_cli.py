@@ -122,7 +122,7 @@ def test_a_result_written_before_a_setting_existed_counts_as_that_settings_defau
     rerun = invoke("run", "--task", "fine", "--ratios", "1", "--methods", "ce", "--seeds", "1",
                    *TINY, "--out", str(grid_dir))  # fmt: skip
     assert rerun.exit_code == 0, rerun.output
-    assert "1 of 1 runs already finished" in rerun.output
+    assert "1 of 1 run" in rerun.output
     changed = invoke("run", "--task", "fine", "--ratios", "1", "--methods", "ce", "--seeds", "1",
                      *TINY, "--randaug-ops", "1", "--out", str(grid_dir))  # fmt: skip
     assert changed.exit_code == 2
@@ -134,7 +134,7 @@ def test_a_setting_a_method_does_not_read_does_not_key_its_runs(grid_dir: Path) 
     rerun = invoke("run", "--task", "fine", "--ratios", "1", "--methods", "ce", "--seeds", "1", *TINY,
                    "--cb-kind", "focal", "--sim-weight", "0.5", "--stages", "4", "--out", str(grid_dir))  # fmt: skip
     assert rerun.exit_code == 0, rerun.output
-    assert "1 of 1 runs already finished" in rerun.output
+    assert "1 of 1 run" in rerun.output
     changed = invoke("run", "--task", "fine", "--ratios", "1", "--methods", "fscl+os", "--seeds", "1", *TINY,
                      "--sim-weight", "0.5", "--out", str(grid_dir))  # fmt: skip
     assert changed.exit_code == 2
