@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 RESULT_FILE = "result.json"
+CONFIG_FILE = "config.json"
+#: ``<task>__<backbone>__<method>__r<ratio>__s<seed>`` (bench.config.RunConfig.run_id): a run folder by its name.
+RUN_ID_PATTERN = re.compile(r"^.+__.+__.+__r[0-9.eE+-]+__s-?[0-9]+$")
 REQUIRED_KEYS: tuple[str, ...] = ("task", "backbone", "method", "ratio", "seed", "status")
 KNOWN_STATUSES: frozenset[str] = frozenset({"finished", "failed"})
 
@@ -36,6 +40,9 @@ class RunRecord:
     device: str = ""
     train_counts: dict[str, int] = field(default_factory=dict)
     members: tuple[str, ...] = ()  # a soft-voting ensemble row (reports.ensemble): the run folders it averages
+    actual_ratio: float | None = None  # minority / majority training images used (None: not recorded)
+    hardware: dict[str, Any] = field(default_factory=dict)  # device_type, precision, ...; empty: unknown (older runs)
+    sources: dict[str, str] = field(default_factory=dict)  # option -> where its value came from; empty: unknown
 
     @property
     def is_long_tail(self) -> bool:
@@ -88,6 +95,26 @@ def _train_counts(raw: Any) -> dict[str, int]:
     return {str(k): int(v) for k, v in raw.items() if isinstance(v, int) and not isinstance(v, bool)}
 
 
+def _string_dict(raw: Any) -> dict[str, Any]:
+    """A JSON object with string keys as a dict; anything else (absent, malformed) as an empty dict."""
+    return {str(k): v for k, v in raw.items()} if isinstance(raw, dict) else {}
+
+
+def _sources(data: dict[str, Any], folder: Path) -> dict[str, str]:
+    """Where each setting came from: ``sources`` of the result's config, of the result, or of the run's config.json
+    (where ``bench run`` writes it); empty for runs written before sources were recorded."""
+    config = data.get("config")
+    candidates = [config.get("sources") if isinstance(config, dict) else None, data.get("sources")]
+    if not any(isinstance(raw, dict) for raw in candidates):
+        try:
+            stored = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            stored = None
+        candidates.append(stored.get("sources") if isinstance(stored, dict) else None)
+    raw = next((raw for raw in candidates if isinstance(raw, dict)), {})
+    return {str(k): str(v) for k, v in raw.items()}
+
+
 def _parse(data: Any, path: Path, warnings: list[str]) -> RunRecord:
     """Validate one decoded result.json; raise :class:`_BadResult` with a short reason."""
     if not isinstance(data, dict):
@@ -122,6 +149,9 @@ def _parse(data: Any, path: Path, warnings: list[str]) -> RunRecord:
         wall_seconds=float(data["wall_seconds"]) if _is_number(data.get("wall_seconds")) else None,
         device=str(data.get("device") or ""),
         train_counts=_train_counts(data.get("train_counts")),
+        actual_ratio=float(data["actual_ratio"]) if _is_number(data.get("actual_ratio")) else None,
+        hardware=_string_dict(data.get("hardware")),
+        sources=_sources(data, path.parent),
     )
 
 
@@ -146,10 +176,17 @@ def _run_key(record: RunRecord) -> tuple[str, str, str, float, int]:
     return (record.task, record.backbone, record.method, record.ratio, record.seed)
 
 
+def is_run_folder(folder: Path) -> bool:
+    """Whether ``folder`` looks like a run folder: it holds a result.json or config.json, or has a run id's name."""
+    has_file = (folder / RESULT_FILE).is_file() or (folder / CONFIG_FILE).is_file()
+    return has_file or RUN_ID_PATTERN.match(folder.name) is not None
+
+
 def collect_runs(runs_dir: Path) -> Collection:
     """Read ``runs_dir/*/result.json`` (or ``runs_dir/result.json`` if present, as a single run).
 
-    Sub-folders without a result file count as incomplete; hidden folders and plain files are ignored.
+    Sub-folders without a result file that look like run folders (a ``config.json``, or a run-id-shaped name) count
+    as incomplete; other folders (the report's ``figures/``), hidden folders and plain files are ignored.
     A second run with the same (task, backbone, method, ratio, seed) is left out with a warning.
     """
     runs_dir = Path(runs_dir)
@@ -163,7 +200,7 @@ def collect_runs(runs_dir: Path) -> Collection:
     else:
         folders = sorted(p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
         candidates = [f / RESULT_FILE for f in folders if (f / RESULT_FILE).is_file()]
-        incomplete = len(folders) - len(candidates)
+        incomplete = sum(1 for f in folders if not (f / RESULT_FILE).is_file() and is_run_folder(f))
 
     records: list[RunRecord] = []
     seen: dict[tuple[str, str, str, float, int], Path] = {}

@@ -22,20 +22,28 @@ COMPARISON_FIELDS: tuple[str, ...] = (
     "low",
     "high",
     "verdict",
+    "p_exact",  # added later, so after the original columns
 )
 MARKERS: dict[str, str] = {BETTER: "▲", WORSE: "▼"}
 
 
+def fmt_p(p_value: float) -> str:
+    """A p-value with 3 significant digits: ``p=0.25``, ``p=0.0625``, ``p=0.00195``, ``p=1``."""
+    return f"p={p_value:.3g}"
+
+
 def format_comparison(comparison: PairedComparison | None) -> str:
-    """``+0.120 [+0.030, +0.210] ▲ (n=5)``; no marker when the interval contains 0;
-    ``+0.100 (n=2: too few seeds)`` (mean difference only, no interval or marker) below the minimum of pairs."""
+    """``+0.120 [+0.030, +0.210] p=0.00195 ▲ (n=10)``: mean difference, t-interval, exact sign-flip p-value, and a
+    marker only when that test reaches the level; ``+0.100 (n=2: too few seeds)`` (mean difference only, no interval,
+    test or marker) below the minimum of pairs."""
     if comparison is None:
         return NO_DATA
-    if comparison.verdict not in (BETTER, WORSE, NO_DIFFERENCE) or comparison.low is None or comparison.high is None:
+    tested = comparison.verdict in (BETTER, WORSE, NO_DIFFERENCE) and comparison.p_value is not None
+    if not tested or comparison.low is None or comparison.high is None:
         too_few = f"n={comparison.n_pairs}: too few seeds"
         return too_few if comparison.mean_diff is None else f"{comparison.mean_diff:+.3f} ({too_few})"
     marker = MARKERS.get(comparison.verdict)
-    text = f"{comparison.mean_diff:+.3f} [{comparison.low:+.3f}, {comparison.high:+.3f}]"
+    text = f"{comparison.mean_diff:+.3f} [{comparison.low:+.3f}, {comparison.high:+.3f}] {fmt_p(comparison.p_value)}"
     return f"{text} {marker} (n={comparison.n_pairs})" if marker else f"{text} (n={comparison.n_pairs})"
 
 
@@ -61,7 +69,8 @@ def comparison_table(
 
 
 def render_comparisons_csv(comparisons: Sequence[PairedComparison]) -> str:
-    """One row per (task, backbone, ratio, method, baseline, metric); numbers with 6 significant digits."""
+    """One row per (task, backbone, ratio, method, baseline, metric); numbers with 6 significant digits; ``p_exact``
+    is the exact sign-flip test's p-value (empty below the minimum of pairs)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(COMPARISON_FIELDS), lineterminator="\n")
     writer.writeheader()
@@ -79,6 +88,7 @@ def render_comparisons_csv(comparisons: Sequence[PairedComparison]) -> str:
                 "low": fmt_float(c.low),
                 "high": fmt_float(c.high),
                 "verdict": c.verdict,
+                "p_exact": fmt_float(c.p_value),
             }
         )
     return buffer.getvalue()

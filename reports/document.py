@@ -19,8 +19,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.config import PAPER_DEFAULTS
-from reports.collect import RunRecord
+from bench.config import OPTIONS_BY_NAME, method_uses
+from bench.results import legacy_value
+from reports.checks import UNKNOWN_HARDWARE
+from reports.collect import Collection, RunRecord
 from reports.formatting import fmt_ratio, md_escape
 from reports.leaderboard import (
     DEFAULT_METRICS,
@@ -36,7 +38,9 @@ from reports.statistics import DEFAULT_CONFIDENCE
 
 REPORT_FILE = "report.md"
 FIGURES_DIR = "figures"
-#: Settings shown in the report's settings table, in this order (from each result's "config").
+#: Settings shown in the report's settings table, in this order (from each result's "config"). A setting that only
+#: some methods read (the option table's ``used_by``: a loss's weight, a sampler's epoch) is shown only when a run's
+#: method reads it.
 SETTING_KEYS: tuple[str, ...] = (
     "dataset",
     "epochs",
@@ -46,24 +50,30 @@ SETTING_KEYS: tuple[str, ...] = (
     "lr",
     "weight_decay",
     "warmup_epochs",
-    "sim_weight",
-    "stages",
-    "cb_beta",
-    "cb_kind",
     "randaug_ops",
     "randaug_magnitude",
+    "randaug_strength",
     "pretrained",
+    "oversample_epoch",
+    "stages",
+    "sim_weight",
+    "supcon_weight",
+    "bcl_weight",
+    "triplet_weight",
+    "supcon_temperature",
+    "triplet_margin",
+    "cb_beta",
+    "cb_gamma",
+    "cb_kind",
+    "focal_gamma",
+    "ldam_max_margin",
+    "ldam_scale",
+    "drw_epoch",
+    "la_tau",
 )
-#: Settings of one loss or sampler, shown only when a run's method uses that component.
-METHOD_SETTING_KEYS: dict[str, tuple[str, ...]] = {
-    "focal_gamma": ("focal",),
-    "ldam_max_margin": ("ldam",),
-    "ldam_scale": ("ldam",),
-    "drw_epoch": ("ldam", "drs"),
-    "la_tau": ("la",),
-    "supcon_temperature": ("supcon", "bcl"),
-    "triplet_margin": ("triplet",),
-}
+#: A settings row whose option goes by another name in a run's ``sources`` (the precision follows --amp).
+SOURCE_KEYS: dict[str, str] = {"dataset": "data", "precision": "amp"}
+NO_SOURCE = "-"
 
 Progress = Callable[[str], None]
 
@@ -87,19 +97,43 @@ def _distinct(values: list[object]) -> str:
     return ", ".join(shown) if shown else "—"
 
 
+def _sources(records: Sequence[RunRecord], key: str) -> str:
+    """Where ``key``'s value came from, as recorded by the runs (distinct values listed); ``-`` where not recorded."""
+    names = (key, SOURCE_KEYS.get(key, key))
+    found = [next((r.sources[n] for n in names if n in r.sources), NO_SOURCE) for r in records]
+    return ", ".join(dict.fromkeys(found)) if found else NO_SOURCE
+
+
+def _method_specific(key: str) -> bool:
+    """Whether only some methods read ``key`` (the option table's ``used_by``)."""
+    return key in OPTIONS_BY_NAME and OPTIONS_BY_NAME[key].used_by is not None
+
+
 def settings_table(records: Sequence[RunRecord]) -> list[str]:
-    """A Markdown table of the runs' settings (several values are listed when runs differ), devices, wall time."""
-    rows = [(key, _distinct([r.config[key] for r in records if key in r.config])) for key in SETTING_KEYS]
-    for key, components in METHOD_SETTING_KEYS.items():
-        users = [r for r in records if set(r.method.split("+")) & set(components)]
-        rows.append((key, _distinct([r.config.get(key, PAPER_DEFAULTS.get(key)) for r in users])))
-    rows = [(key, value) for key, value in rows if value != "—"]
+    """A Markdown table of the runs' settings and where each came from (several values are listed when runs differ;
+    ``-`` for runs that did not record the source), devices, precision, wall time.
+
+    A setting only some methods read is shown when some run's method reads it; another setting when some run recorded
+    it. A run written before a setting existed shows the value bench used then (:func:`bench.results.legacy_value`).
+    """
+    rows: list[tuple[str, str, str]] = []
+    for key in SETTING_KEYS:
+        users = [r for r in records if method_uses(r.method, key)]
+        if _method_specific(key) or any(key in r.config for r in users):
+            having = [r for r in users if key in r.config or key in OPTIONS_BY_NAME]  # "dataset" is no option
+            values = [r.config[key] if key in r.config else legacy_value(key, r.config) for r in having]
+            rows.append((key, _distinct(values), _sources(having, key)))
+    rows = [row for row in rows if row[1] != "—"]
     seeds = sorted({r.seed for r in records})
-    rows.append(("seeds", f"{len(seeds)} ({', '.join(str(s) for s in seeds)})"))
-    rows.append(("device", _distinct([r.device for r in records if r.device])))
+    rows.append(("seeds", f"{len(seeds)} ({', '.join(str(s) for s in seeds)})", _sources(records, "seeds")))
+    with_device = [r for r in records if r.device]
+    rows.append(("device", _distinct([r.device for r in with_device]), _sources(with_device, "device")))
+    precisions = [r.hardware.get("precision") or UNKNOWN_HARDWARE for r in records]
+    rows.append(("precision", _distinct(precisions), _sources(records, "precision")))
     wall = sum(r.wall_seconds for r in records if r.wall_seconds is not None)
-    rows.append(("training time, summed over runs", f"{wall / 3600:.2f} h ({len(records)} runs)"))
-    return ["| setting | value |", "|:---|:---|", *[f"| {key} | {md_escape(value)} |" for key, value in rows], ""]
+    rows.append(("training time, summed over runs", f"{wall / 3600:.2f} h ({len(records)} runs)", NO_SOURCE))
+    lines = [f"| {key} | {md_escape(value)} | {md_escape(source)} |" for key, value, source in rows]
+    return ["| setting | value | source |", "|:---|:---|:---|", *lines, ""]
 
 
 def _figure_seed(records: Sequence[RunRecord]) -> int | None:
@@ -184,12 +218,15 @@ def write_report(
     confidence: float = DEFAULT_CONFIDENCE,
     progress: Progress | None = None,
     ensemble: bool = False,
+    collection: Collection | None = None,
 ) -> ReportFiles:
-    """Write the leaderboard files, the figures and ``report.md`` for the runs in ``runs_dir`` into ``out_dir``
-    (default ``runs_dir``). ``ensemble``: add soft-voting rows (:mod:`reports.ensemble`) to the tables."""
-    leaderboard = write_leaderboard(runs_dir, out_dir, metrics=metrics, confidence=confidence, ensemble=ensemble)
+    """Write the leaderboard files, the figures and ``report.md`` for the runs in ``runs_dir`` (or ``collection``,
+    already collected) into ``out_dir`` (default ``runs_dir``). ``ensemble``: add soft-voting rows
+    (:mod:`reports.ensemble`) to the tables (when collecting here)."""
+    if collection is None:
+        collection = load_collection(Path(runs_dir), ensemble=ensemble)
+    leaderboard = write_leaderboard(runs_dir, out_dir, metrics=metrics, confidence=confidence, collection=collection)
     out = leaderboard.markdown_path.parent
-    collection = load_collection(Path(runs_dir), ensemble=ensemble)
     sections: dict[tuple[str, str], list[RunRecord]] = {}
     for record in collection.records:
         sections.setdefault((record.task, record.backbone), []).append(record)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reports.aggregate import CellKey, CellStats, aggregate, method_sort_key
+from reports.checks import HARDWARE_MARK, RATIO_MARK, RunChecks, check_runs
 from reports.collect import Collection, RunRecord, collect_runs
 from reports.comparisons import COMPARISONS_FILE, comparison_table, render_comparisons_csv
 from reports.ensemble import with_ensembles
@@ -63,19 +64,36 @@ MARKDOWN_FILE = "leaderboard.md"
 CSV_FILE = "leaderboard.csv"
 
 
+def pairs_to_reach(alpha: float) -> int:
+    """The fewest pairs whose sign-flip test can reach ``alpha``: its smallest p-value is 2 / 2^n."""
+    n = 1
+    while 2.0 / 2**n > alpha:
+        n += 1
+    return n
+
+
 def _legend(confidence: float) -> str:
     level = _fmt_level(confidence)
+    alpha = 1.0 - confidence
     return (
         "Each cell is the mean ± sample standard deviation (ddof=1) over seeds, with n the number of finished runs "
         "that report the metric (a single run shows no std); ✗k marks k failed runs, which are left out of the mean; "
         "?k marks k missing runs: seeds that have a run elsewhere in the same task and backbone (any method or ratio) "
         f"but no result for this method and ratio (not run, unfinished or unreadable); {NO_DATA} means no data. "
         "The best mean in each column (at the 3 decimals shown; ties all bold) is in **bold**. "
-        "Columns are the imbalance ratio = minority/majority training images.\n\n"
+        "Columns are the imbalance ratio = minority/majority training images asked for; "
+        f"{RATIO_MARK} marks a cell with runs that trained at another actual ratio (the minority class ran short, or "
+        f"the count was rounded to whole images), {HARDWARE_MARK} a cell whose runs mix hardware (device type or "
+        "precision) or record it only partly; the notes under the section heading say which.\n\n"
         "Paired differences: per seed, method minus baseline (the same seed trains on the same subset), then the mean "
-        f"[{level} Student-t interval] over the n seeds both finished; ▲ the interval lies above 0 (better than the "
-        "baseline), ▼ below 0 (worse), no marker: the interval contains 0 (no difference shown). Fewer than "
-        f"{DEFAULT_MIN_PAIRS} paired seeds are not tested. Intervals are not corrected for multiple comparisons."
+        f"[{level} Student-t interval] over the n seeds both finished, and p, the two-sided exact sign-flip "
+        "(permutation) test of the mean difference: the share of the 2^n ways to flip the differences' signs that give "
+        "a mean at least as far from 0 (seeded Monte-Carlo beyond 20 pairs). "
+        f"▲ / ▼ only when that test reaches {_fmt_level(alpha)} (p ≤ {alpha:g}): better / worse than the baseline; "
+        "no marker: no difference shown. The interval describes the difference but does not decide: identical "
+        "differences give a zero-width interval yet p = 0.25 for 3 seeds, and below "
+        f"{pairs_to_reach(alpha)} paired seeds no difference can reach {_fmt_level(alpha)} (the smallest p is 2/2^n). "
+        f"Fewer than {DEFAULT_MIN_PAIRS} paired seeds are not tested. Nothing is corrected for multiple comparisons."
     )
 
 
@@ -95,9 +113,10 @@ class LeaderboardFiles:
     comparisons_path: Path
 
 
-def _format_cell(stats: CellStats | None, bold: bool, n_missing: int = 0) -> str:
-    """``0.912 ± 0.034 (n=3)``, ``0.912 (n=1)``, ``—``; `` ✗k`` for k failed runs, `` ?k`` for k missing runs."""
-    suffix = f" ?{n_missing}" if n_missing else ""
+def _format_cell(stats: CellStats | None, bold: bool, n_missing: int = 0, mark: str = "") -> str:
+    """``0.912 ± 0.034 (n=3)``, ``0.912 (n=1)``, ``—``; `` ✗k`` for k failed runs, `` ?k`` for k missing runs,
+    then the checks' ``mark`` (:mod:`reports.checks`)."""
+    suffix = (f" ?{n_missing}" if n_missing else "") + (f" {mark}" if mark else "")
     if stats is None:
         return NO_DATA + suffix
     if stats.mean is None:
@@ -141,9 +160,11 @@ def _table(
     task: str,
     backbone: str,
     missing: dict[CellKey, tuple[int, ...]] | None = None,
+    marks: Mapping[CellKey, str] | None = None,
 ) -> list[str]:
-    """One Markdown table: rows = methods, columns = ratios."""
+    """One Markdown table: rows = methods, columns = ratios; ``marks`` flag cells (:mod:`reports.checks`)."""
     missing = missing or {}
+    marks = marks or {}
     grid = [[cells.get((task, backbone, m, r)) for r in ratios] for m in methods]
     best = [_best_means([row[j] for row in grid]) for j in range(len(ratios))]
     lines = [
@@ -152,7 +173,12 @@ def _table(
     ]
     for i, (method, row) in enumerate(zip(methods, grid, strict=True)):
         texts = [
-            _format_cell(cell, i in best[j], len(missing.get((task, backbone, method, ratio), ())))
+            _format_cell(
+                cell,
+                i in best[j],
+                len(missing.get((task, backbone, method, ratio), ())),
+                marks.get((task, backbone, method, ratio), ""),
+            )
             for j, (cell, ratio) in enumerate(zip(row, ratios, strict=True))
         ]
         lines.append(f"| {md_escape(method)} | " + " | ".join(texts) + " |")
@@ -167,7 +193,7 @@ def _stats_by_cell(records: Sequence[RunRecord], metrics: Sequence[str]) -> dict
     return {m: {(s.task, s.backbone, s.method, s.ratio): s for s in aggregate(records, m)} for m in metrics}
 
 
-def _footer(collection: Collection) -> str:
+def _footer(collection: Collection, n_check_warnings: int = 0) -> str:
     records = [r for r in collection.records if not r.members]
     n_finished = sum(1 for r in records if r.status == "finished")
     n_failed = sum(1 for r in records if r.status == "failed")
@@ -176,7 +202,8 @@ def _footer(collection: Collection) -> str:
     ensembles = f" · ensemble rows (per seed): {n_ensembles}" if n_ensembles else ""
     return (
         f"Runs: {len(records)} ({n_finished} finished, {n_failed} failed) · missing runs: {n_missing} · "
-        f"incomplete folders: {collection.incomplete} · warnings: {len(collection.warnings)}{ensembles}"
+        f"incomplete folders: {collection.incomplete} · warnings: {len(collection.warnings) + n_check_warnings}"
+        f"{ensembles}"
     )
 
 
@@ -236,14 +263,17 @@ def render_markdown(
     title: str = "Leaderboard",
     preamble: Sequence[str] = (),
     figures: Mapping[tuple[str, str], Sequence[str]] | None = None,
+    checks: RunChecks | None = None,
 ) -> str:
     """Markdown leaderboard: one section per (task, backbone), one table per metric.
 
     Under each table a note on the intervals; for :data:`COMPARISON_METRICS` also one "Paired difference vs
     <baseline>" table per baseline present in the section. ``preamble`` lines follow the title; ``figures`` maps
-    (task, backbone) to Markdown lines placed at the top of that section (the report's pictures).
+    (task, backbone) to Markdown lines placed at the top of that section (the report's pictures). The notes of
+    ``checks`` (default: :func:`reports.checks.check_runs` of the records) follow each section's heading.
     """
     records = collection.records
+    checks = checks if checks is not None else check_runs(records)
     missing = missing_seeds(records)
     sections: dict[tuple[str, str], list[RunRecord]] = {}
     for record in records:
@@ -264,10 +294,12 @@ def render_markdown(
         methods = sorted({r.method for r in section}, key=method_sort_key)
         ratios = sorted({r.ratio for r in section}, reverse=True)
         lines += [f"## {md_escape(task)} — {md_escape(backbone)}", "", _class_description(section), ""]
+        notes = checks.notes.get((task, backbone), [])
+        lines += ["Notes:", "", *notes, ""] if notes else []
         lines += list((figures or {}).get((task, backbone), ()))
         for metric in shown[(task, backbone)]:
             lines += [f"### {METRIC_TITLES.get(metric, metric)}", ""]
-            lines += _table(methods, ratios, cells[metric], task, backbone, missing)
+            lines += _table(methods, ratios, cells[metric], task, backbone, missing, checks.marks)
             lines += [
                 "",
                 f"Intervals: {_fmt_level(confidence)} Student-t interval over seeds "
@@ -280,7 +312,7 @@ def render_markdown(
                 table = comparison_table(own, methods, ratios, baseline)
                 if table:
                     lines += [f"#### Paired difference vs {md_escape(baseline)}", "", *table, ""]
-    lines += ["---", "", _footer(collection), ""]
+    lines += ["---", "", _footer(collection, len(checks.warnings)), ""]
     return "\n".join(lines)
 
 
@@ -359,13 +391,18 @@ def write_leaderboard(
     metrics: Sequence[str] = DEFAULT_METRICS,
     confidence: float = DEFAULT_CONFIDENCE,
     ensemble: bool = False,
+    collection: Collection | None = None,
 ) -> LeaderboardFiles:
-    """Collect ``runs_dir``; write ``leaderboard.md``, ``leaderboard.csv`` and ``comparisons.csv`` into ``out_dir``
-    (default runs_dir). ``ensemble``: add the soft-voting rows of :mod:`reports.ensemble`."""
-    collection = load_collection(runs_dir, ensemble=ensemble)
+    """Collect ``runs_dir`` (or take ``collection``, already collected); write ``leaderboard.md``, ``leaderboard.csv``
+    and ``comparisons.csv`` into ``out_dir`` (default runs_dir). ``ensemble``: add the soft-voting rows of
+    :mod:`reports.ensemble` (when collecting here). ``warnings``: the collection's, then the checks' of
+    :mod:`reports.checks`."""
+    if collection is None:
+        collection = load_collection(runs_dir, ensemble=ensemble)
+    checks = check_runs(collection.records)
     out = Path(out_dir) if out_dir is not None else Path(runs_dir)
     out.mkdir(parents=True, exist_ok=True)
-    markdown = render_markdown(collection, metrics, confidence=confidence)
+    markdown = render_markdown(collection, metrics, confidence=confidence, checks=checks)
     markdown_path = out / MARKDOWN_FILE
     csv_path = out / CSV_FILE
     comparisons_path = out / COMPARISONS_FILE
@@ -376,7 +413,7 @@ def write_leaderboard(
         markdown_path=markdown_path,
         csv_path=csv_path,
         markdown=markdown,
-        warnings=list(collection.warnings),
+        warnings=[*collection.warnings, *checks.warnings],
         n_runs=len(collection.records),
         comparisons_path=comparisons_path,
     )

@@ -1,4 +1,5 @@
-"""Statistics over seeds: Student-t intervals, paired comparisons against a baseline, missing runs.
+"""Statistics over seeds: Student-t intervals, an exact paired sign-flip test, paired comparisons against a
+baseline, missing runs.
 
 Pure functions of run records (numpy + scipy.stats only); rendering lives in :mod:`reports.leaderboard`.
 """
@@ -18,6 +19,11 @@ from reports.collect import RunRecord
 DEFAULT_CONFIDENCE = 0.95
 DEFAULT_BASELINES: tuple[str, ...] = ("ce", "os")
 DEFAULT_MIN_PAIRS = 3
+#: Up to this many pairs the sign-flip test enumerates all 2^n sign assignments (2^20 sums: 8 MiB, a few ms).
+EXACT_MAX_PAIRS = 20
+#: Beyond it, this many seeded random sign assignments (Monte-Carlo p-value, standard error <= 0.0016).
+MONTE_CARLO_DRAWS = 100_000
+MONTE_CARLO_SEED = 0
 
 BETTER = "better"
 WORSE = "worse"
@@ -58,13 +64,66 @@ def t_interval(values: Sequence[float], confidence: float = DEFAULT_CONFIDENCE) 
     return Interval(n=n, mean=mean, std=std, low=mean - half_width, high=mean + half_width)
 
 
+def _sign_flip_sums(diffs: np.ndarray) -> np.ndarray:
+    """sum_i s_i d_i for all 2^n sign vectors s (float [2^n]), built by doubling so the all-plus sum comes first."""
+    sums = np.zeros(1)
+    for d in diffs:
+        sums = np.concatenate([sums + d, sums - d])
+    return sums
+
+
+def sign_flip_p_value(
+    diffs: Sequence[float],
+    *,
+    exact_max_n: int = EXACT_MAX_PAIRS,
+    draws: int = MONTE_CARLO_DRAWS,
+    seed: int = MONTE_CARLO_SEED,
+) -> float | None:
+    """Two-sided p-value of the paired sign-flip (permutation) test of mean difference 0; None for no pairs.
+
+    Under the null hypothesis that the method and the baseline are exchangeable within a seed (the same seed trains
+    on the same subset), each paired difference d_i is as likely to be +|d_i| as -|d_i|. p = the share of the 2^n sign
+    assignments s whose |sum_i s_i d_i| is at least the observed |sum_i d_i| (the mean, scaled by n). It is exact
+    for n <= ``exact_max_n`` (all assignments); beyond, ``draws`` seeded random assignments give (1 + hits) /
+    (1 + draws), which is itself a valid p-value.
+
+    Why this test: it tests the mean, the number the report shows, using the sizes of the differences, needs no
+    normality, and stays valid when the differences have no spread (identical differences give p = 2 / 2^n: 0.25
+    for 3 pairs, 0.0625 for 5, so at least 6 pairs are needed to reach 5%), where the t-interval has zero width.
+    Zero differences keep their place (flipping them changes nothing: the conditional test stays exact), and ties
+    need no special case — unlike ``scipy.stats.wilcoxon(method="exact")``, which ranks the differences, drops
+    zeros and is not exact with tied ranks. Sums within a relative 1e-9 of the observed one count as reaching it,
+    so rounding in the differences does not decide the outcome.
+    """
+    data = np.asarray(diffs, dtype=float)
+    n = int(data.size)
+    if n == 0:
+        return None
+    observed = abs(float(data.sum()))
+    tolerance = 1e-9 * max(float(np.abs(data).sum()), np.finfo(float).tiny)
+    if n <= exact_max_n:
+        sums = _sign_flip_sums(data)
+        return float(np.count_nonzero(np.abs(sums) >= observed - tolerance)) / sums.size
+    generator = np.random.default_rng(seed)
+    hits, done, chunk = 0, 0, max(1, 2_000_000 // n)
+    while done < draws:
+        size = min(chunk, draws - done)
+        signs = generator.choice(np.array([-1.0, 1.0]), size=(size, n))
+        hits += int(np.count_nonzero(np.abs(signs @ data) >= observed - tolerance))
+        done += size
+    return (1 + hits) / (1 + draws)
+
+
 @dataclass(frozen=True)
 class PairedComparison:
     """``method`` minus ``baseline`` on ``metric``, paired by seed within one (task, backbone, ratio).
 
     ``mean_diff``/``low``/``high`` describe the t-interval of the per-seed differences (low/high None below 2 pairs).
-    ``verdict`` is :data:`BETTER` (low > 0), :data:`WORSE` (high < 0), :data:`NO_DIFFERENCE` (interval contains 0),
-    or ``"too few seeds (n=k)"`` when fewer than ``min_pairs`` seeds could be paired.
+    ``p_value`` is the exact sign-flip test's (:func:`sign_flip_p_value`; None below ``min_pairs``). ``verdict`` is
+    :data:`BETTER` / :data:`WORSE` when that test reaches the level (p <= 1 - confidence) and the mean difference is
+    above / below 0, :data:`NO_DIFFERENCE` otherwise, or ``"too few seeds (n=k)"`` when fewer than ``min_pairs``
+    seeds could be paired. The t-interval describes the difference; it does not decide the verdict (a zero-width
+    interval from identical differences is no evidence).
     """
 
     task: str
@@ -78,20 +137,19 @@ class PairedComparison:
     low: float | None
     high: float | None
     verdict: str
+    p_value: float | None = None
 
 
 def too_few_verdict(n_pairs: int) -> str:
     return f"too few seeds (n={n_pairs})"
 
 
-def _verdict(interval: Interval, min_pairs: int) -> str:
-    if interval.n < min_pairs or interval.low is None or interval.high is None:
+def _verdict(interval: Interval, p_value: float | None, min_pairs: int, confidence: float) -> str:
+    if interval.n < min_pairs or interval.mean is None or p_value is None:
         return too_few_verdict(interval.n)
-    if interval.low > 0:
-        return BETTER
-    if interval.high < 0:
-        return WORSE
-    return NO_DIFFERENCE
+    if p_value > 1.0 - confidence:
+        return NO_DIFFERENCE
+    return BETTER if interval.mean > 0 else WORSE
 
 
 def _values_by_seed(records: Sequence[RunRecord], metric: str) -> dict[int, float]:
@@ -109,8 +167,10 @@ def paired_comparisons(
     """Compare every method with each baseline, per (task, backbone, ratio), on seeds both finished.
 
     The same seed trains on the same subset, so differences d_s = method_s - baseline_s are paired; a seed that
-    only one side finished is not used. Groups without any baseline run are skipped. Sorted by task, backbone,
-    baseline (in ``baselines`` order), method (preferred order), ratio descending.
+    only one side finished is not used. Each comparison gets the t-interval of the differences and the exact
+    sign-flip p-value, which alone decides better / worse at the level 1 - ``confidence``. Groups without any
+    baseline run are skipped. Sorted by task, backbone, baseline (in ``baselines`` order), method (preferred order),
+    ratio descending.
     """
     _check_confidence(confidence)
     if min_pairs < 2:
@@ -132,6 +192,7 @@ def paired_comparisons(
                 values = _values_by_seed(method_records, metric)
                 diffs = [values[seed] - base[seed] for seed in sorted(values.keys() & base.keys())]
                 interval = t_interval(diffs, confidence)
+                p_value = sign_flip_p_value(diffs) if len(diffs) >= min_pairs else None
                 comparisons.append(
                     PairedComparison(
                         task=task,
@@ -144,7 +205,8 @@ def paired_comparisons(
                         mean_diff=interval.mean,
                         low=interval.low,
                         high=interval.high,
-                        verdict=_verdict(interval, min_pairs),
+                        verdict=_verdict(interval, p_value, min_pairs, confidence),
+                        p_value=p_value,
                     )
                 )
     order = {b: i for i, b in enumerate(dict.fromkeys(baselines))}

@@ -147,8 +147,9 @@ def test_write_report_embeds_tables_and_existing_figures(fake_runs: Path, tmp_pa
     # the lowest ratio is embedded, the others linked
     assert "![feature space](figures/fine__resnet18/feature_space_r0.1_s0.png)" in markdown
     assert "[ratio 1](figures/fine__resnet18/feature_space_r1_s0.png)" in markdown
-    assert "| epochs | 3 |" in markdown and "| stages | default |" in markdown and "| seeds | 3 (0, 1, 2) |" in markdown
-    assert "| training time, summed over runs | 1.20 h (12 runs) |" in markdown  # 12 x 360 s
+    assert "| epochs | 3 | - |" in markdown and "| stages | default | - |" in markdown
+    assert "| seeds | 3 (0, 1, 2) | - |" in markdown
+    assert "| training time, summed over runs | 1.20 h (12 runs) | - |" in markdown  # 12 x 360 s
     assert "#### Paired difference vs ce" in markdown
     assert "### Feature separation (silhouette" in markdown
     assert (out / "leaderboard.csv").is_file() and (out / "comparisons.csv").is_file()
@@ -177,7 +178,7 @@ def test_runs_without_saved_outputs_get_no_feature_space(tmp_path: Path) -> None
 def test_settings_table_lists_differing_values(fake_runs: Path) -> None:
     records = collect_runs(fake_runs).records
     changed = [records[0].__class__(**{**records[0].__dict__, "config": {"epochs": 5}}), *records[1:]]
-    assert "| epochs | 5, 3 |" in settings_table(changed)
+    assert "| epochs | 5, 3 | - |" in settings_table(changed)
 
 
 def test_safe_name() -> None:
@@ -192,6 +193,6 @@ def test_settings_table_shows_a_loss_setting_only_for_grids_that_use_it(fake_run
     focal = records[0].__class__(**{**template, "method": "focal+os", "config": {"focal_gamma": 1.5}})
     older = records[0].__class__(**{**template, "method": "ldam+drs", "config": {}})  # written before the settings
     table = settings_table([*records, focal, older])
-    assert "| focal_gamma | 1.5 |" in table
-    assert "| drw_epoch | default |" in table and "| ldam_scale | 30.0 |" in table
+    assert "| focal_gamma | 1.5 | - |" in table
+    assert "| drw_epoch | default | - |" in table and "| ldam_scale | 30.0 | - |" in table
     assert not any(line.startswith("| la_tau") for line in table)

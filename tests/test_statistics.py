@@ -21,6 +21,7 @@ from reports import (
     paired_comparisons,
     render_csv,
     render_markdown,
+    sign_flip_p_value,
     t_interval,
     write_leaderboard,
 )
@@ -100,6 +101,83 @@ def test_t_interval_rejects_bad_confidence(confidence: float) -> None:
         t_interval([0.1, 0.2], confidence=confidence)
 
 
+# --- exact sign-flip test -----------------------------------------------------------------------------------------
+# p = share of the 2^n sign assignments s with |sum s_i d_i| >= |sum d_i|, counted by hand below.
+
+
+@pytest.mark.parametrize(
+    ("diffs", "p_value"),
+    [
+        ([0.02] * 3, 2 / 8),  # identical differences: only all-plus and all-minus reach the observed sum
+        ([0.02] * 5, 2 / 32),  # 0.0625: still above 5%
+        ([0.02] * 10, 2 / 1024),
+        ([-0.02] * 10, 2 / 1024),  # two-sided
+        ([0.62 - 0.60, 0.72 - 0.70, 0.82 - 0.80], 2 / 8),  # the same, with the rounding of real differences
+        ([0.1, 0.1, 0.0], 4 / 8),  # a zero difference: its sign does not matter, the two others must agree
+        ([0.0, 0.0, 0.0], 1.0),  # no difference at all
+        ([0.1, -0.2, 0.3], 6 / 8),  # sum 0.2; |sums| of the 8 assignments: 0.6 0 0.2 0.4 0.4 0.2 0 0.6
+        # sum 0.95; flipping a set F subtracts 2 sum_F d: reaching +0.95 needs sum_F d <= 0 (F empty or {-0.05}),
+        # reaching -0.95 is the mirror image: 4 of 32
+        ([0.4, 0.3, 0.2, 0.1, -0.05], 4 / 32),
+        ([0.1] * 9 + [-0.05], 4 / 1024),  # the same argument with nine equal differences: 4 of 1024
+        # ties: five +0.1 and one -0.1, sum 0.4. +0.4 or more: F empty, {-0.1}, or {-0.1, one +0.1} (5): 7;
+        # -0.4 or less: four or five +0.1 without the -0.1 (5 + 1), or all six (1): 7. 14 of 64
+        ([0.1, 0.1, 0.1, -0.1, 0.1, 0.1], 14 / 64),
+    ],
+)
+def test_sign_flip_p_value_by_hand(diffs: list[float], p_value: float) -> None:
+    assert sign_flip_p_value(diffs) == pytest.approx(p_value, abs=1e-12)
+
+
+def test_sign_flip_p_value_monte_carlo_beyond_the_exact_limit() -> None:
+    assert sign_flip_p_value([]) is None
+    drawn = sign_flip_p_value([0.1, -0.2, 0.3], exact_max_n=2, draws=20_000)
+    assert drawn == pytest.approx(0.75, abs=0.02)  # standard error 0.003
+    assert sign_flip_p_value([0.1, -0.2, 0.3], exact_max_n=2, draws=20_000) == drawn  # seeded
+    # 30 identical differences: the exact p (2 / 2^30) is below anything 100,000 draws can show, so (1 + 0) / (1 + N)
+    assert sign_flip_p_value([0.02] * 30) == pytest.approx(1 / 100_001)
+
+
+def _write_paired(root: Path, diffs: list[float], method: str = "m") -> None:
+    """ce at 0.5 + 0.01 * seed and ``method`` = ce + diffs[seed], at ratio 0.01."""
+    for seed, diff in enumerate(diffs):
+        write_run(root, f"ce_s{seed}", result_dict("ce", 0.01, seed, 0.5 + 0.01 * seed))
+        write_run(root, f"{method}_s{seed}", result_dict(method, 0.01, seed, 0.5 + 0.01 * seed + diff))
+
+
+@pytest.mark.parametrize(
+    ("diffs", "p_value", "verdict", "cell"),
+    [
+        ([0.02] * 3, 0.25, "no difference shown", "+0.020 [+0.020, +0.020] p=0.25 (n=3)"),
+        ([0.02] * 5, 0.0625, "no difference shown", "+0.020 [+0.020, +0.020] p=0.0625 (n=5)"),
+        ([0.02] * 10, 2 / 1024, "better", "+0.020 [+0.020, +0.020] p=0.00195 ▲ (n=10)"),
+        ([-0.02] * 10, 2 / 1024, "worse", "-0.020 [-0.020, -0.020] p=0.00195 ▼ (n=10)"),
+        ([0.1] * 9 + [-0.05], 4 / 1024, "better", "+0.085 [+0.051, +0.119] p=0.00391 ▲ (n=10)"),
+        ([0.1, 0.1, 0.1, -0.1, 0.1, 0.1], 14 / 64, "no difference shown", "+0.067 [-0.019, +0.152] p=0.219 (n=6)"),
+    ],
+)
+def test_only_the_exact_test_marks_a_difference(
+    tmp_path: Path, diffs: list[float], p_value: float, verdict: str, cell: str
+) -> None:
+    _write_paired(tmp_path, diffs)
+    (found,) = paired_comparisons(collect_runs(tmp_path).records, MINORITY, baselines=("ce",))
+    assert found.p_value == pytest.approx(p_value) and found.verdict == verdict
+    assert paired_row(render_markdown(collect_runs(tmp_path), metrics=[MINORITY]), "ce", "m") == [cell]
+    files = write_leaderboard(tmp_path, tmp_path / "out")
+    rows = list(csv.DictReader(io.StringIO(files.comparisons_path.read_text(encoding="utf-8"))))
+    (row,) = [r for r in rows if r["method"] == "m" and r["metric"] == MINORITY]
+    assert row["verdict"] == verdict and float(row["p_exact"]) == pytest.approx(p_value, rel=1e-5)
+
+
+def test_the_exact_level_follows_the_confidence(tmp_path: Path) -> None:
+    _write_paired(tmp_path, [0.02] * 5)  # p = 0.0625: not at 5%, but at 10%
+    records = collect_runs(tmp_path).records
+    (at_90,) = paired_comparisons(records, MINORITY, baselines=("ce",), confidence=0.90)
+    assert at_90.verdict == "better"
+    legend = render_markdown(collect_runs(tmp_path), metrics=[MINORITY]).split("## ", 1)[0]
+    assert "exact sign-flip" in legend and "p ≤ 0.05" in legend and "below 6 paired seeds" in legend
+
+
 # --- paired comparisons --------------------------------------------------------------------------------------------
 
 
@@ -120,12 +198,15 @@ def test_paired_comparison_intervals_and_verdicts(paired_dir: Path) -> None:
     assert sure.mean_diff == pytest.approx(0.21)
     assert sure.low == pytest.approx(0.21 - 0.0248414, abs=1e-6)  # 4.302653 * 0.01 / sqrt(3) = 0.0248414
     assert sure.high == pytest.approx(0.21 + 0.0248414, abs=1e-6)
-    assert sure.verdict == "better"
+    # a narrow interval above 0, but 3 pairs cannot reach 5%: all positive is 2 of the 8 sign assignments
+    assert sure.p_value == pytest.approx(0.25)
+    assert sure.verdict == "no difference shown"
 
     worse = comparison(comparisons, "worse")
     assert worse.mean_diff == pytest.approx(-0.21)
     assert worse.high == pytest.approx(-0.21 + 0.0248414, abs=1e-6)
-    assert worse.verdict == "worse"
+    assert worse.p_value == pytest.approx(0.25)
+    assert worse.verdict == "no difference shown"
 
 
 def test_paired_comparison_pairs_only_matching_seeds(paired_dir: Path) -> None:
@@ -133,17 +214,20 @@ def test_paired_comparison_pairs_only_matching_seeds(paired_dir: Path) -> None:
     extra = comparison(comparisons, "extra")  # seed 3 has no ce run: left out, so identical to "sure"
     sure = comparison(comparisons, "sure")
     assert extra.n_pairs == 3
-    assert (extra.mean_diff, extra.low, extra.high, extra.verdict) == (sure.mean_diff, sure.low, sure.high, "better")
+    assert (extra.mean_diff, extra.low, extra.high, extra.p_value) == (sure.mean_diff, sure.low, sure.high, 0.25)
+    assert extra.verdict == sure.verdict
 
 
 def test_paired_comparison_too_few_seeds(paired_dir: Path) -> None:
     partial = comparison(paired_comparisons(collect_runs(paired_dir).records, MINORITY), "partial")
     assert partial.n_pairs == 2  # the failed seed 2 is not paired
     assert partial.mean_diff == pytest.approx(0.1)
-    assert partial.verdict == "too few seeds (n=2)"
-    # with min_pairs=2 the same two pairs are tested (identical differences: a zero-width interval above 0)
+    assert partial.verdict == "too few seeds (n=2)" and partial.p_value is None
+    # with min_pairs=2 the same two pairs are tested: identical differences give a zero-width interval above 0, but
+    # the sign-flip test's p is 2 of 4 assignments = 0.5, so no difference is shown
     relaxed = comparison(paired_comparisons(collect_runs(paired_dir).records, MINORITY, min_pairs=2), "partial")
-    assert relaxed.verdict == "better"
+    assert relaxed.low == pytest.approx(0.1) and relaxed.high == pytest.approx(0.1)
+    assert relaxed.p_value == pytest.approx(0.5) and relaxed.verdict == "no difference shown"
 
 
 def test_paired_comparison_against_os_and_both_directions(tmp_path: Path) -> None:
@@ -157,8 +241,8 @@ def test_paired_comparison_against_os_and_both_directions(tmp_path: Path) -> Non
     assert ce_vs_os.low == pytest.approx(-os_vs_ce.high) and ce_vs_os.high == pytest.approx(-os_vs_ce.low)
 
     markdown = render_markdown(collect_runs(tmp_path), metrics=[MINORITY])
-    assert paired_row(markdown, "ce", "os") == ["+0.200 [-0.048, +0.448] (n=3)"]
-    assert paired_row(markdown, "os", "ce") == ["-0.200 [-0.448, +0.048] (n=3)"]
+    assert paired_row(markdown, "ce", "os") == ["+0.200 [-0.048, +0.448] p=0.25 (n=3)"]
+    assert paired_row(markdown, "os", "ce") == ["-0.200 [-0.448, +0.048] p=0.25 (n=3)"]
 
 
 # --- missing runs --------------------------------------------------------------------------------------------------
@@ -216,10 +300,10 @@ def test_markdown_paired_tables(paired_dir: Path) -> None:
     assert "#### Paired difference vs ce" in minority
 
     # columns: ratio 1 (no ce there), ratio 0.01
-    assert paired_row(markdown, "ce", "small") == ["—", "+0.200 [-0.048, +0.448] (n=3)"]
-    assert paired_row(markdown, "ce", "sure") == ["—", "+0.210 [+0.185, +0.235] ▲ (n=3)"]
-    assert paired_row(markdown, "ce", "worse") == ["—", "-0.210 [-0.235, -0.185] ▼ (n=3)"]
-    assert paired_row(markdown, "ce", "extra") == ["—", "+0.210 [+0.185, +0.235] ▲ (n=3)"]
+    assert paired_row(markdown, "ce", "small") == ["—", "+0.200 [-0.048, +0.448] p=0.25 (n=3)"]
+    assert paired_row(markdown, "ce", "sure") == ["—", "+0.210 [+0.185, +0.235] p=0.25 (n=3)"]  # 3 pairs: no marker
+    assert paired_row(markdown, "ce", "worse") == ["—", "-0.210 [-0.235, -0.185] p=0.25 (n=3)"]
+    assert paired_row(markdown, "ce", "extra") == ["—", "+0.210 [+0.185, +0.235] p=0.25 (n=3)"]
     assert paired_row(markdown, "ce", "partial") == ["—", "+0.100 (n=2: too few seeds)"]  # diffs +0.1, +0.1
     with pytest.raises(AssertionError):
         paired_row(markdown, "ce", "ce")  # the baseline has no row of its own
@@ -242,13 +326,14 @@ def test_write_leaderboard_writes_comparisons_csv(paired_dir: Path, tmp_path: Pa
         "low",
         "high",
         "verdict",
+        "p_exact",
     ]
     rows = list(reader)
     assert {r["metric"] for r in rows} == {"test_minority_acc", "test_balanced_acc"}
     by_key = {(r["method"], r["metric"]): r for r in rows}
     sure = by_key[("sure", MINORITY)]
     assert (sure["task"], sure["backbone"], sure["ratio"], sure["baseline"]) == ("fine", "resnet18", "0.01", "ce")
-    assert sure["n_pairs"] == "3" and sure["verdict"] == "better"
+    assert sure["n_pairs"] == "3" and sure["verdict"] == "no difference shown" and sure["p_exact"] == "0.25"
     assert float(sure["mean_diff"]) == pytest.approx(0.21, abs=1e-6)
     assert float(sure["low"]) == pytest.approx(0.21 - 0.0248414, abs=1e-6)
     assert float(sure["high"]) == pytest.approx(0.21 + 0.0248414, abs=1e-6)
@@ -257,4 +342,4 @@ def test_write_leaderboard_writes_comparisons_csv(paired_dir: Path, tmp_path: Pa
     assert float(balanced["low"]) == pytest.approx(0.1 - 0.248414 / 2, abs=1e-6)
     assert balanced["verdict"] == "no difference shown"
     partial = by_key[("partial", MINORITY)]
-    assert partial["n_pairs"] == "2" and partial["verdict"] == "too few seeds (n=2)"
+    assert partial["n_pairs"] == "2" and partial["verdict"] == "too few seeds (n=2)" and partial["p_exact"] == ""
