@@ -5,7 +5,8 @@
   (runs written before the key existed are "unknown"; unknown runs alone are not flagged against each other).
   Failed runs count too: they are part of the cell (✗k). Channels-last and compile are not compared.
 - **Actual ratio** (``†``): a cell with a run whose actual ratio (minority / majority training images used) differs
-  from the column's asked ratio, because the minority class ran short or the count was rounded to whole images.
+  from the column's asked ratio: the minority count is rounded to whole images (at least 1) and capped by the images
+  available.
 - **Same subset**: two asked ratios of one task, backbone, method and seed that trained on the same numbers of
   images per class, hence (subsets are nested) on the same images: those columns repeat one experiment.
 
@@ -130,12 +131,12 @@ def check_runs(records: Sequence[RunRecord]) -> RunChecks:
             warnings.append(f"{task} — {backbone} at ratio {fmt_ratio(asked)}: {_methods(methods)} trained at {detail}")
             notes.setdefault((task, backbone), []).append(
                 f"- {RATIO_MARK} ratio {fmt_ratio(asked)}: {detail} for {md_escape(_methods(methods))} "
-                "(too few minority images, or the count rounded to whole images)."
+                "(the count is rounded to whole images, at least 1, and capped by the images available)."
             )
     for (task, backbone), found in _same_subsets([r for r in records if not r.members]).items():
         for (ratios, counts), runs in found.items():
             asked = " and ".join(fmt_ratio(r) for r in ratios)
-            what = f"the same training subset{f' ({counts})' if counts else ''}"
+            what = f"the same subset{f' ({counts})' if counts else ''}"
             who = f"{_methods([m for m, _ in runs])} ({_seeds([s for _, s in runs])})"
             warnings.append(f"{task} — {backbone}: ratios {asked} trained on {what} for {who}")
             notes.setdefault((task, backbone), []).append(

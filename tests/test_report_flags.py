@@ -103,9 +103,9 @@ def test_two_ratios_that_trained_the_same_subset_are_flagged(tmp_path: Path) -> 
     write_cell(tmp_path, "ce", 0.1, actual_ratio=0.1, train_counts={"1": 60, "8": 6})
     write_cell(tmp_path, "os", 0.1, actual_ratio=0.1, train_counts={"1": 60, "8": 6})
     files = write_report(tmp_path, tmp_path / "out", metrics=["test_minority_acc"])
-    warning = "fine — resnet18: ratios 0.01 and 0.001 trained on the same training subset (60 vs 1 training images) "
+    warning = "fine — resnet18: ratios 0.01 and 0.001 trained on the same subset (60 vs 1 training images) "
     assert warning + "for ce, os (seeds 0, 1, 2)" in files.leaderboard.warnings
-    note = "- Ratios 0.01 and 0.001 trained on the same training subset (60 vs 1 training images) for ce, os"
+    note = "- Ratios 0.01 and 0.001 trained on the same subset (60 vs 1 training images) for ce, os"
     for name in ("report.md", "leaderboard.md"):
         assert note in notes((tmp_path / "out" / name).read_text(encoding="utf-8")), name
     assert not any("ratios 0.1" in w for w in files.leaderboard.warnings)
