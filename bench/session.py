@@ -142,23 +142,40 @@ def render_settings(rows: list[tuple[str, str, str]]) -> list[str]:
     return lines
 
 
+#: Below this many training images (scaled to 32 px), a grid is not timed before it starts: timing costs seconds.
+TIMED_ESTIMATE_FROM = 200_000
+
+
 def _estimate_line(plan: Plan, out: Path, setup: DeviceSetup) -> str:
-    """One line: the grid's training time at this machine's speed (``bench run --dry-run`` gives the breakdown)."""
+    """One line before training: what the grid will train and, for a grid large enough to matter, how long its
+    training steps take at this machine's speed (``bench run --dry-run`` gives the breakdown)."""
     import torch
 
     from bench.dry_run import _duration as format_duration
-    from bench.dry_run import estimate_grid
+    from bench.dry_run import estimate_grid, train_images
+    from bench.grid import pending_cells
 
+    pending = pending_cells(plan.spec, out)
+    if not pending:
+        return "estimate: nothing left to train"
+    settings = plan.spec.settings
+    sizes: dict[tuple[tuple[str, ...], float], int] = {}
+    for cell in pending:
+        if (cell.classes, cell.ratio) not in sizes:
+            sizes[(cell.classes, cell.ratio)] = train_images(plan.source, cell)
+    images = sum(sizes[(cell.classes, cell.ratio)] for cell in pending) * settings.epochs
+    what = (
+        f"estimate: {plural(len(pending), 'run')} to train, {images:,} training images in all at {settings.img_size} px"
+    )
+    if images * (settings.img_size / 32) ** 2 < TIMED_ESTIMATE_FROM:
+        return f"{what} (a small grid: not timed)"
     estimate = estimate_grid(
         plan.spec, plan.source, out, setup, parallel=1, threads=torch.get_num_threads(),
         checkpoint_dir=_checkpoint_dir(plan),
     )  # fmt: skip
-    if not estimate.remaining:
-        return "estimate: nothing left to train"
     return (
-        f"estimate: {plural(len(estimate.remaining), 'run')} to train, about "
-        f"{format_duration(estimate.total_seconds)} of training steps at this machine's speed (loading and "
-        "evaluation add to it; --dry-run shows the breakdown)"
+        f"{what}, about {format_duration(estimate.total_seconds)} of training steps at this machine's speed "
+        "(loading and evaluation add to it; --dry-run shows the breakdown)"
     )
 
 
