@@ -15,7 +15,7 @@ from .cosine import use_cosine_classifier
 from .errors import BackboneError
 from .taps import TappedBackbone, feature_info_dicts
 
-__all__ = ["create_backbone", "describe_stages", "list_backbones"]
+__all__ = ["create_backbone", "describe_stages", "list_backbones", "suggest_backbones"]
 
 _MAX_SUGGESTIONS = 5
 
@@ -23,6 +23,23 @@ _MAX_SUGGESTIONS = 5
 def list_backbones(pattern: str = "*") -> list[str]:
     """Architecture names known to timm matching a glob ``pattern`` (``timm.list_models(pattern)``)."""
     return list(timm.list_models(pattern))
+
+
+def suggest_backbones(pattern: str) -> str:
+    """A hint for a glob ``pattern`` that matches no timm model: a wider pattern that does match, else the closest
+    names (difflib), else that nothing is close. 'patch16_224*' -> "try '*patch16_224*' (...)"; 'resnt*' ->
+    "close names: resnet18, ..."."""
+    core = "".join(c for c in pattern if c not in "*?[]!").lower()
+    names = list_backbones()
+    if core:
+        wider = f"*{core}*"
+        found = list_backbones(wider)
+        if found:
+            return f"try '{wider}' ({len(found)} names, e.g. {', '.join(found[:3])})"
+        close = difflib.get_close_matches(core, names, n=_MAX_SUGGESTIONS, cutoff=0.6)
+        if close:
+            return f"close names: {', '.join(close)}"
+    return f"no name is close; 'bench backbones' lists all {len(names)}"
 
 
 def _one_line(err: BaseException, limit: int = 300) -> str:

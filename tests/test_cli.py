@@ -243,3 +243,18 @@ def test_help_shows_the_bracketed_defaults(command: str, shown: list[str]) -> No
     assert result.exit_code == 0
     for text in shown:
         assert text in result.output, text
+
+
+def test_backbones_suggests_only_patterns_and_names_that_exist() -> None:
+    from backbones import list_backbones
+
+    typo = invoke("backbones", "resnt*")
+    assert typo.exit_code == 2 and typo.output.count("\n") == 1
+    assert "*resnt*" not in typo.output and "close names: " in typo.output
+    suggested = typo.output.split("close names: ")[1].strip().split(", ")
+    assert "resnet18" in suggested and all(list_backbones(name) == [name] for name in suggested)
+    prefix = invoke("backbones", "patch16_224*")  # a middle part of many names, given as a prefix
+    assert prefix.exit_code == 2 and "try '*patch16_224*' (" in prefix.output
+    assert list_backbones("*patch16_224*")
+    nothing = invoke("backbones", "qqqzzzxxx*")
+    assert nothing.exit_code == 2 and "no name is close; 'bench backbones' lists all " in nothing.output
