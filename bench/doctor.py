@@ -1,14 +1,13 @@
 """``bench doctor``: check a data set before a long grid.
 
-Counts per class and split, files that cannot be read, images shared between the train and test splits (same
-bytes, or the same decoded pixels), the distribution of image sizes and modes, and, for every task and ratio,
-whether the seeded subsampling can give the asked ratio.
+Class folders no task can use, counts of readable images per class and split, files that cannot be read, images
+shared between the train and test splits (same bytes, or the same decoded pixels), the distribution of image sizes
+and modes, and, for every task and ratio, the training images the run's subsampling gives from the readable images.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -19,12 +18,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from bench.data import DatasetSource, ImageSplit, long_tail_counts, subsample_task
-from bench.metrics import MAJORITY, MINORITY
+from bench.data import DatasetSource, ImageSplit
+from bench.data.feasibility import Feasibility, check_feasibility, left_out_note
+from bench.task import check_classes
+from bench.wording import join_and, plural
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
-#: A finished ratio that differs from the asked one by more than this fraction is reported.
-RATIO_TOLERANCE = 0.1
 
 
 @dataclass(frozen=True)
@@ -43,8 +42,9 @@ class ImageInfo:
 @dataclass
 class SplitReport:
     name: str
-    counts: dict[str, int]
+    files: dict[str, int]  # image files per class, as indexed
     images: list[ImageInfo] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)  # readable images per class
 
     @property
     def unreadable(self) -> list[ImageInfo]:
@@ -52,12 +52,14 @@ class SplitReport:
 
 
 @dataclass(frozen=True)
-class RatioCheck:
+class TaskCheck:
+    """One task: why the run refuses it (``blocked``), else what each ratio gives from the readable images."""
+
     task: str
-    ratio: float
-    majority: int
-    minority: int
-    note: str  # "" when the subset gives the asked ratio
+    classes: tuple[str, ...]
+    feasibility: Feasibility | None  # None when blocked
+    blocked: str = ""
+    left_out: str = ""  # the class folders ``--task lt`` leaves out
 
 
 @dataclass(frozen=True)
@@ -65,15 +67,20 @@ class DoctorReport:
     dataset: str
     splits: list[SplitReport]
     duplicates: list[tuple[str, str, str]]  # (train image, test image, "same bytes" | "same pixels")
-    ratios: list[RatioCheck]
+    tasks: list[TaskCheck]
+    unusable: dict[str, str] = field(default_factory=dict)  # class folder -> why no task can use it
 
     @property
     def problems(self) -> list[str]:
-        """Findings that change results: unreadable files, train/test overlap, ratios the data cannot give."""
-        found = [f"{len(s.unreadable)} unreadable file(s) in {s.name}" for s in self.splits if s.unreadable]
+        """Findings that change results: unusable class folders, unreadable files, train/test overlap, ratios the
+        data cannot give, tasks the run refuses."""
+        found = [f"class {name} cannot be used: {reason}" for name, reason in self.unusable.items()]
+        found += [f"{plural(len(s.unreadable), 'unreadable file')} in {s.name}" for s in self.splits if s.unreadable]
         if self.duplicates:
-            found.append(f"{len(self.duplicates)} image(s) in both the train and the test split")
-        found += [f"task {c.task} at ratio {c.ratio:g}: {c.note}" for c in self.ratios if c.note]
+            found.append(f"{plural(len(self.duplicates), 'image')} in both the train and the test split")
+        for check in self.tasks:
+            notes = [check.blocked] if check.feasibility is None else check.feasibility.notes
+            found += [f"task {check.task}: {note}" for note in notes]
         return found
 
 
@@ -110,8 +117,8 @@ def inspect_split(
     split: ImageSplit, name: str, *, threads: int | None = None, progress: Progress | None = None
 ) -> SplitReport:
     """Inspect every image of ``split`` (a thread pool for files); ``progress(name, done, total)``."""
-    counts = {c: int(np.count_nonzero(split.labels == i)) for i, c in enumerate(split.classes)}
-    report = SplitReport(name=name, counts=counts)
+    files = {c: int(np.count_nonzero(split.labels == i)) for i, c in enumerate(split.classes)}
+    report = SplitReport(name=name, files=files)
     total = len(split)
     step = max(1, total // 100)
     if split.paths is not None:
@@ -129,6 +136,10 @@ def inspect_split(
             report.images.append(_inspect_array(image, f"{name}/{split.classes[label]}/#{index}"))
         if progress is not None and total:
             progress(name, total, total)
+    readable = Counter(
+        split.classes[label] for info, label in zip(report.images, split.labels, strict=True) if not info.error
+    )
+    report.counts = {c: readable[c] for c in split.classes}
     return report
 
 
@@ -145,54 +156,30 @@ def find_duplicates(train: SplitReport, test: SplitReport) -> list[tuple[str, st
     return found
 
 
-def check_ratios(
-    split: ImageSplit, tasks: Sequence[tuple[str, tuple[str, ...]]], ratios: Sequence[float], majority_count: int
-) -> list[RatioCheck]:
-    """What the seeded subsampling (``subsample_task``) gives per task and ratio, with a note when it cannot
-    give the asked ratio: too few minority images, or a minority of 1 image rounded up from less."""
-    checks = []
-    for task, classes in tasks:
-        if len(classes) > 2:
-            checks += _long_tail_checks(split, task, classes, ratios, majority_count)
-            continue
-        majority, minority = classes
-        labels = split.labels
-        task_labels = np.full(len(labels), -1)
-        task_labels[labels == split.class_index(majority)] = MAJORITY
-        task_labels[labels == split.class_index(minority)] = MINORITY
-        for ratio in ratios:
-            subset = subsample_task(task_labels, MAJORITY, MINORITY, majority_count=majority_count, ratio=ratio, seed=0)
-            actual = subset.minority_count / subset.majority_count
-            note = ""
-            if abs(actual - ratio) > RATIO_TOLERANCE * ratio:
-                wanted = ratio * subset.majority_count
-                reason = (
-                    f"only {subset.minority_count} {minority} images"
-                    if subset.minority_count < round(wanted)
-                    else f"{wanted:.2g} minority images round to {subset.minority_count}"
-                )
-                note = f"{reason}, so the actual ratio is {actual:.3g}"
-            checks.append(RatioCheck(task, ratio, subset.majority_count, subset.minority_count, note))
-    return checks
+def check_task(
+    source: DatasetSource, splits: Sequence[SplitReport], task: str, classes: tuple[str, ...],
+    ratios: Sequence[float], majority_count: int,
+) -> TaskCheck:  # fmt: skip
+    """Whether the run can train ``task`` and what each ratio gives from the readable train images (the rule of
+    :func:`bench.data.feasibility.check_feasibility`); the classes are checked by :func:`check_task_classes`."""
+    unusable = [name for name in classes if name in source.unusable]
+    if unusable:
+        blocked = f"uses {join_and(unusable)}, whose class folders cannot be used; bench run refuses it"
+        return TaskCheck(task, classes, None, blocked=blocked)
+    empty = [f"{split.name}/{name}" for split in splits for name in classes if not split.counts[name]]
+    if empty:
+        blocked = f"no readable image in {', '.join(empty)}; the run stops there (see the unreadable files)"
+        return TaskCheck(task, classes, None, blocked=blocked)
+    train = splits[0]
+    available = {name: train.counts[name] for name in classes}
+    feasibility = check_feasibility(available, ratios, majority_count=majority_count)
+    return TaskCheck(task, classes, feasibility, left_out=left_out_note(source, classes))
 
 
-def _long_tail_checks(
-    split: ImageSplit, task: str, classes: Sequence[str], ratios: Sequence[float], majority_count: int
-) -> list[RatioCheck]:
-    """Head / tail training images of a long-tailed task per ratio, with a note when a class has too few images."""
-    available = [len(split.indices_of(name)) for name in classes]
-    n_max = min(majority_count, available[0])
-    checks = []
-    for ratio in ratios:
-        counts = long_tail_counts(available, majority_count=majority_count, ratio=ratio)
-        last = len(classes) - 1
-        short = [i for i, n in enumerate(counts) if n < math.floor(n_max * ratio ** (i / last) + 1e-9)]
-        note = ""
-        if short:
-            names = ", ".join(f"{classes[i]} ({counts[i]})" for i in short[:3])
-            note = f"too few images for the long-tailed profile in {len(short)} class(es): {names}"
-        checks.append(RatioCheck(task, ratio, counts[0], counts[-1], note))
-    return checks
+def check_task_classes(source: DatasetSource, tasks: Sequence[tuple[str, Sequence[str]]]) -> None:
+    """DataError (with close names) for a task's class the data set has no folder of; unusable ones are findings."""
+    for _, classes in tasks:
+        check_classes(source.train, [name for name in classes if name not in source.unusable], "train")
 
 
 def examine(
@@ -204,14 +191,18 @@ def examine(
     threads: int | None = None,
     progress: Progress | None = None,
 ) -> DoctorReport:
-    """Inspect both splits of ``source`` and check every task x ratio."""
+    """Inspect both splits of ``source`` and check every task x ratio (a task's unknown class: DataError first)."""
+    check_task_classes(source, tasks)
     train = inspect_split(source.train, "train", threads=threads, progress=progress)
     test = inspect_split(source.test, source.test_split, threads=threads, progress=progress)
     return DoctorReport(
         dataset=source.name,
         splits=[train, test],
         duplicates=find_duplicates(train, test),
-        ratios=check_ratios(source.train, tasks, ratios, majority_count),
+        tasks=[
+            check_task(source, [train, test], task, tuple(classes), ratios, majority_count) for task, classes in tasks
+        ],
+        unusable=source.unusable,
     )
 
 
@@ -228,12 +219,32 @@ def _size_line(split: SplitReport) -> str:
     )
 
 
+def _counts_line(split: SplitReport) -> str:
+    """ "train: 58 readable images (deer 28 of 30 files, horse 30)"."""
+    counts = ", ".join(
+        f"{c} {n}" if n == split.files[c] else f"{c} {n} of {plural(split.files[c], 'file')}"
+        for c, n in split.counts.items()
+    )
+    return f"  {split.name}: {plural(sum(split.counts.values()), 'readable image')} ({counts})"
+
+
+def _task_lines(check: TaskCheck) -> list[str]:
+    """ "fine at 0.01: 60 / 1  <- note" per ratio, and a line for what concerns the whole task."""
+    if check.feasibility is None:
+        return [f"  {check.task}: {check.blocked}"]
+    lines = [f"  {check.task}: {check.left_out}"] if check.left_out else []
+    for outcome in check.feasibility.outcomes:
+        verdict = f"  <- {outcome.note}" if outcome.note else ""
+        lines.append(f"  {check.task} at {outcome.ratio:g}: {outcome.counts[0]} / {outcome.counts[-1]}{verdict}")
+    return lines + [f"  {check.task}: {note}" for note in check.feasibility.same_subsets]
+
+
 def render(report: DoctorReport, *, examples: int = 5) -> list[str]:
     """The report as lines of text, problems last."""
     lines = [f"data set {report.dataset}"]
-    for split in report.splits:
-        counts = ", ".join(f"{c} {n}" for c, n in split.counts.items())
-        lines.append(f"  {split.name}: {sum(split.counts.values())} images ({counts})")
+    lines += [_counts_line(split) for split in report.splits]
+    if report.unusable:
+        lines.append(f"  left out: {', '.join(report.unusable)} (class folders no task can use; see problems)")
     lines.append("image sizes:")
     lines += [_size_line(split) for split in report.splits]
     for split in report.splits:
@@ -241,11 +252,10 @@ def render(report: DoctorReport, *, examples: int = 5) -> list[str]:
             lines.append(f"  unreadable: {image.name}: {image.error}")
     for train_name, test_name, how in report.duplicates[:examples]:
         lines.append(f"  in both splits ({how}): {train_name} = {test_name}")
-    if report.ratios:
-        lines.append("ratios (majority / minority training images, seeded subsampling):")
-    for check in report.ratios:
-        verdict = f"  <- {check.note}" if check.note else ""
-        lines.append(f"  {check.task} at {check.ratio:g}: {check.majority} / {check.minority}{verdict}")
+    if report.tasks:
+        lines.append("ratios (majority / minority, or head / tail, training images from the readable ones):")
+    for check in report.tasks:
+        lines += _task_lines(check)
     problems = report.problems
     lines.append(f"problems: {len(problems)}" if problems else "problems: none found")
     lines += [f"  - {problem}" for problem in problems]

@@ -7,21 +7,20 @@ import contextlib
 import math
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from bench.checkpoint import checkpoint_file, saved_epoch
 from bench.config import GridSpec, RunConfig
-from bench.data import DatasetSource, subsample_task
-from bench.data.subsample import long_tail_counts
+from bench.data import DatasetSource
+from bench.data.feasibility import indexed_counts, task_notes, training_counts
 from bench.device import DeviceSetup
 from bench.grid import pending_cells
 from bench.methods import parse_method
-from bench.metrics import MAJORITY, MINORITY
 from bench.speed import measure_steps
+from bench.wording import plural
 
 TIMED_STEPS = 3  # timed training steps of each kind (after one untimed warm-up step of each); the median is used
 
@@ -62,6 +61,7 @@ class GridEstimate:
     step_seconds: dict[tuple[str, bool], float]  # (backbone, with taps) -> seconds per training step
     device: str
     threads: int
+    notes: list[str] = field(default_factory=list)  # "task fine: ratios 0.01 and 0.001 give the same subset ..."
 
     @property
     def finished(self) -> int:
@@ -79,15 +79,10 @@ class GridEstimate:
 
 
 def train_images(source: DatasetSource, config: RunConfig) -> int:
-    """Training images of one epoch of ``config``: the subsample's size (oversampling draws as many)."""
-    available = [len(source.train.indices_of(name)) for name in config.classes]
-    settings = config.settings
-    if len(available) > 2:  # a long-tailed task of many classes
-        return sum(long_tail_counts(available, majority_count=settings.majority_count, ratio=config.ratio))
-    labels = np.repeat(np.array([MAJORITY, MINORITY]), available)
-    subset = subsample_task(labels, MAJORITY, MINORITY, majority_count=settings.majority_count, ratio=config.ratio,
-                            seed=0)  # fmt: skip
-    return subset.majority_count + subset.minority_count
+    """Training images of one epoch of ``config``: the subsample's size (oversampling draws as many), from the
+    indexed images (unreadable files counted)."""
+    available = list(indexed_counts(source.train, config.classes).values())
+    return sum(training_counts(available, majority_count=config.settings.majority_count, ratio=config.ratio))
 
 
 @contextlib.contextmanager
@@ -135,7 +130,8 @@ def estimate_grid(
         seconds = step_seconds[(cell.backbone, parse_method(cell.method).needs_taps)]
         done = saved_epoch(checkpoint_file(out_dir, cell.run_id, checkpoint_dir), cell)
         remaining.append(CellCost(cell, sizes[key], seconds, done))
-    return GridEstimate(cells, remaining, parallel, step_seconds, setup.description, threads)
+    notes = task_notes(source, spec.tasks, spec.ratios, majority_count=settings.majority_count)
+    return GridEstimate(cells, remaining, parallel, step_seconds, setup.description, threads, notes)
 
 
 def _seed_ranges(seeds: list[int]) -> str:
@@ -159,7 +155,7 @@ def _duration(seconds: float) -> str:
 def render(estimate: GridEstimate, out_dir: Path) -> list[str]:
     """The grid as a Markdown table (one row per task, backbone, method and ratio) and the cost of what remains."""
     lines = [
-        f"dry run: {len(estimate.cells)} runs in the grid, {estimate.finished} finished in {out_dir}, "
+        f"dry run: {plural(len(estimate.cells), 'run')} in the grid, {estimate.finished} finished in {out_dir}, "
         f"{len(estimate.remaining)} to train; nothing was trained or written",
         "",
         "| task | backbone | method | ratio | runs | finished | seeds to train | train images | s / epoch |",
@@ -178,6 +174,9 @@ def render(estimate: GridEstimate, out_dir: Path) -> list[str]:
             f"| {task} | {backbone} | {method} | {ratio:g} | {len(members)} | {len(members) - len(todo)} | {seeds} "
             f"| {images} | {per_epoch} |"
         )
+    if estimate.notes:
+        lines += ["", "what the data gives (from the indexed images; bench doctor counts the readable ones):"]
+        lines += [f"  {note}" for note in estimate.notes]
     if not estimate.remaining:
         return [*lines, "", "every run is finished; nothing to estimate"]
     lines.append("")
@@ -190,12 +189,13 @@ def render(estimate: GridEstimate, out_dir: Path) -> list[str]:
     resumed = [cost for cost in estimate.remaining if cost.done_epochs]
     if resumed:
         lines.append(
-            f"{len(resumed)} of them resume from a checkpoint: "
+            f"{len(resumed)} of them {'resumes' if len(resumed) == 1 else 'resume'} from a checkpoint: "
             + ", ".join(f"{cost.config.run_id} after epoch {cost.done_epochs}" for cost in resumed)
         )
     lines += [
-        f"estimate: {len(estimate.remaining)} runs, {epochs} epochs, {_duration(estimate.total_seconds)} of training "
-        f"({estimate.total_seconds / 3600:.2f} h); wall time with {estimate.parallel} parallel workers: "
+        f"estimate: {plural(len(estimate.remaining), 'run')}, {plural(epochs, 'epoch')}, "
+        f"{_duration(estimate.total_seconds)} of training ({estimate.total_seconds / 3600:.2f} h); "
+        f"wall time with {plural(estimate.parallel, 'parallel worker')}: "
         f"{_duration(estimate.wall_seconds)}",
         "(training steps only, each worker as fast as this machine: loading, decoding and the final evaluation add "
         "to it; time on a machine like the cluster's nodes, and set --parallel to the cluster's size)",

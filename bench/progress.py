@@ -16,6 +16,7 @@ from rich.progress import (
 )
 
 from bench.config import RunConfig
+from bench.wording import plural
 
 
 class RichGridObserver:
@@ -49,7 +50,7 @@ class RichGridObserver:
     def grid_started(self, total: int, done: int) -> None:
         self._runs = self.progress.add_task("runs", total=total, completed=done)
         if done:
-            self.console.print(f"{done} of {total} runs already finished in this folder: skipping them")
+            self.console.print(f"{done} of {plural(total, 'run')} already finished in this folder: skipping them")
 
     def preparing(self, what: str, done: int, total: int) -> None:
         if what not in self._preparing:

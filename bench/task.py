@@ -51,10 +51,13 @@ def is_long_tail(classes: Sequence[str]) -> bool:
 
 
 def check_classes(split: ImageSplit, classes: Sequence[str], split_name: str) -> None:
-    """One-line error for a class the split does not have, with the close names and the full list."""
+    """One-line error for a class the split does not have: its class folder's fault and fix when the folder is
+    unusable, else the close names and the full list."""
     for name in classes:
+        if name in split.unusable:
+            raise DataError(f"class '{name}' cannot be used: {split.unusable[name]}")
         if name not in split.classes:
-            close = difflib.get_close_matches(name, split.classes, n=1)
+            close = difflib.get_close_matches(name, [*split.classes, *split.unusable], n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise DataError(
                 f"class '{name}' not found in the {split_name} split{hint}; classes: {', '.join(split.classes)}"

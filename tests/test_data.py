@@ -194,18 +194,10 @@ def _broken_layouts(root: Path) -> dict[str, tuple[Path, str]]:
     (no_classes / "train").mkdir()
     write_image(no_classes / "train" / "loose.png")
     cases["no_classes"] = (no_classes, "no class folders")
-    empty_class = make_tree(root / "empty_class", {"train": {"a": 1}, "test": {"a": 1}})
-    (empty_class / "train" / "b").mkdir()
-    (empty_class / "train" / "b" / "readme.txt").write_text("x")
-    (empty_class / "test" / "b").mkdir()
-    write_image(empty_class / "test" / "b" / "x.png")
-    cases["empty_class"] = (empty_class, "has no images")
-    mismatch = make_tree(root / "mismatch", {"train": {"a": 1, "b": 1}, "test": {"a": 1, "c": 1}})
-    cases["mismatch"] = (mismatch, "differ")
-    return cases
+    return cases  # an empty class folder, or one only one split has, is left out (test_folder_data.py)
 
 
-@pytest.mark.parametrize("case", ["missing", "not_dir", "no_train", "no_test", "no_classes", "empty_class", "mismatch"])
+@pytest.mark.parametrize("case", ["missing", "not_dir", "no_train", "no_test", "no_classes"])
 def test_folder_errors_are_one_line(tmp_path: Path, case: str) -> None:
     path, match = _broken_layouts(tmp_path)[case]
     with pytest.raises(DataError, match=match) as info:

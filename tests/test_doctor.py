@@ -6,12 +6,13 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
 from bench import cli
 from bench.data import open_source
-from bench.doctor import check_ratios, examine, find_duplicates, inspect_file, inspect_split
+from bench.doctor import examine, find_duplicates, inspect_file, inspect_split, render
 
 runner = CliRunner()
 
@@ -54,33 +55,44 @@ def test_inspect_file_reads_sizes_modes_and_errors(tmp_path: Path) -> None:
     assert inspect_file(grey, "g").mode == "L"
 
 
-def test_examine_counts_unreadable_and_duplicates(tmp_path: Path) -> None:
+def test_examine_counts_readable_images_unreadable_files_and_duplicates(tmp_path: Path) -> None:
     source = open_source(_make_folder(tmp_path / "data"))
-    report = examine(source, [("fine", ("deer", "horse"))], [1.0, 0.4, 0.1], majority_count=100, threads=2)
+    report = examine(source, [("fine", ("deer", "horse"))], [1.0, 0.5, 0.1], majority_count=100, threads=2)
     train, test = report.splits
-    assert train.counts == {"deer": 8, "horse": 3} and test.counts == {"deer": 2, "horse": 4}
+    assert train.counts == {"deer": 6, "horse": 3} and test.counts == {"deer": 2, "horse": 4}
+    assert train.files == {"deer": 8, "horse": 3}  # the 2 unreadable files are indexed but never trained on
     assert sorted(i.name for i in train.unreadable) == ["train/deer/empty.jpg", "train/deer/truncated.jpg"]
     assert sorted(report.duplicates) == [
         ("train/horse/0.png", "test/horse/copy.png", "same bytes"),
         ("train/horse/1.png", "test/horse/resaved.png", "same pixels"),
     ]
-    # deer has 8 files (2 unreadable ones included: the check is on the index, as the run's subsampling is).
-    assert [(c.ratio, c.majority, c.minority) for c in report.ratios] == [(1.0, 8, 3), (0.4, 8, 3), (0.1, 8, 1)]
-    assert report.ratios[0].note == "only 3 horse images, so the actual ratio is 0.375"
-    assert report.ratios[1].note == ""  # 3.2 rounds to 3: 0.375 lies within 10 % of 0.4
-    assert report.ratios[2].note == "0.8 minority images round to 1, so the actual ratio is 0.125"
+    # the predicted subsets come from the 6 readable deer images, as the run's do
+    (check,) = report.tasks
+    assert check.feasibility is not None
+    assert [(o.ratio, o.counts) for o in check.feasibility.outcomes] == [(1.0, (6, 3)), (0.5, (6, 3)), (0.1, (6, 1))]
     assert report.problems == [
-        "2 unreadable file(s) in train",
-        "2 image(s) in both the train and the test split",
-        "task fine at ratio 1: only 3 horse images, so the actual ratio is 0.375",
-        "task fine at ratio 0.1: 0.8 minority images round to 1, so the actual ratio is 0.125",
+        "2 unreadable files in train",
+        "2 images in both the train and the test split",
+        "task fine: minority horse has only 3 images; ratio 1 needs 6 (actual ratio 0.5)",
+        "task fine: ratio 0.1 asks 0.6 minority images of 6; it gets 1 (actual ratio 0.167)",
+        "task fine: ratios 1 and 0.5 give the same training subset (6 vs 3)",
     ]
+    lines = render(report)
+    assert "  train: 9 readable images (deer 6 of 8 files, horse 3)" in lines
+    assert "  fine at 0.1: 6 / 1  <- ratio 0.1 asks 0.6 minority images of 6; it gets 1 (actual ratio 0.167)" in lines
 
 
-def test_ratio_within_tolerance_is_not_a_problem(tmp_path: Path) -> None:
-    source = open_source("digits")
-    (check,) = check_ratios(source.train, [("fine", ("1", "8"))], [1.0], majority_count=10000)
-    assert (check.majority, check.minority, check.note) == (136, 131, "")  # 0.963 is within 10 % of 1
+def test_doctor_predicts_the_subsets_the_run_trains(tmp_path: Path) -> None:
+    from bench.runner import create_subset
+    from bench.task import prepare_task
+
+    source = open_source(_make_folder(tmp_path / "data"))
+    ratios = [1.0, 0.5, 0.2, 0.1]
+    (check,) = examine(source, [("fine", ("deer", "horse"))], ratios, majority_count=5, threads=2).tasks
+    with pytest.warns(UserWarning, match="skipped 2 of 11 image files"):
+        task = prepare_task(source, ("deer", "horse"), 8)
+    trained = [create_subset(task, majority_count=5, ratio=r, seed=3).class_counts for r in ratios]
+    assert check.feasibility is not None and [o.counts for o in check.feasibility.outcomes] == trained
 
 
 def test_in_memory_split_and_pixel_duplicates() -> None:
@@ -100,6 +112,7 @@ def test_cli_exit_codes(tmp_path: Path) -> None:
     assert "unreadable: train/deer/empty.jpg: empty file" in result.output
     assert "in both splits (same bytes): train/horse/0.png = test/horse/copy.png" in result.output
     assert "problems: 3" in result.output
+    assert "  train: 9 readable images (deer 6 of 8 files, horse 3)" in result.output.splitlines()
     clean = tmp_path / "clean"
     for position, (split, name) in enumerate((s, n) for s in ("train", "test") for n in ("deer", "horse")):
         (clean / split / name).mkdir(parents=True)
@@ -110,3 +123,36 @@ def test_cli_exit_codes(tmp_path: Path) -> None:
     assert "problems: none found" in result.output
     bad = runner.invoke(cli.app, ["doctor", "--data", str(clean), "--task", "nope"])
     assert bad.exit_code == 2 and bad.output.count("\n") == 1 and "unknown task 'nope'" in bad.output
+
+
+def test_unusable_class_folders_are_problems_not_errors(tmp_path: Path) -> None:
+    root = _make_folder(tmp_path / "data")
+    (root / "train" / "badger").mkdir()
+    (root / "train" / "fox").mkdir()
+    _image(50).save(root / "train" / "fox" / "0.png")
+    result = runner.invoke(cli.app, ["doctor", "--data", str(root), "--classes", "deer", "horse", "--ratios", "1"])
+    assert result.exit_code == 1, result.output
+    lines = result.output.splitlines()
+    assert "  left out: badger, fox (class folders no task can use; see problems)" in lines
+    assert f"  - class fox cannot be used: {root}/test/fox does not exist; add images of fox to both splits or " \
+           f"remove {root}/train/fox" in lines  # fmt: skip
+    assert f"  - class badger cannot be used: {root}/train/badger has no images" in result.output
+    assert "  fine at 1" not in result.output and "  deer-vs-horse at 1: 6 / 3" in result.output
+    used = runner.invoke(cli.app, ["doctor", "--data", str(root), "--classes", "deer", "badger", "--ratios", "1"])
+    assert used.exit_code == 1, used.output
+    assert (
+        "  - task deer-vs-badger: uses badger, whose class folders cannot be used; bench run refuses it" in used.output
+    )
+    typo = runner.invoke(cli.app, ["doctor", "--data", str(root), "--classes", "deer", "badgr", "--ratios", "1"])
+    assert typo.exit_code == 2 and typo.output.count("\n") == 1 and "did you mean" in typo.output
+
+
+def test_doctor_notes_ratios_the_data_cannot_give() -> None:
+    """digits 1 vs 8 has 136 / 131 training images: at --majority-count 60, 0.01 and 0.001 both give 60 vs 1."""
+    result = runner.invoke(cli.app, ["doctor", "--classes", "1", "8", "--ratios", "1,0.1,0.01,0.001",
+                                     "--majority-count", "60"])  # fmt: skip
+    assert result.exit_code == 1, result.output
+    lines = result.output.splitlines()
+    assert "  1-vs-8 at 0.1: 60 / 6" in lines
+    assert "  - task 1-vs-8: ratio 0.001 asks 0.06 minority images of 60; it gets 1 (actual ratio 0.0167)" in lines
+    assert "  - task 1-vs-8: ratios 0.01 and 0.001 give the same training subset (60 vs 1)" in lines

@@ -139,9 +139,33 @@ def test_a_run_with_a_checkpoint_is_estimated_from_where_it_resumes(tmp_path: Pa
     result = runner.invoke(cli.app, ["run", *GRID, "--dry-run", "--parallel", "3", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert snapshot(out) == before
-    assert f"1 of them resume from a checkpoint: {ce_r1_s0.run_id} after epoch 2" in result.output
+    assert f"1 of them resumes from a checkpoint: {ce_r1_s0.run_id} after epoch 2" in result.output
     # 37.5 s for the whole grid less the 2 epochs x 1.5 s the checkpoint already holds
     line = next(line for line in result.output.splitlines() if line.startswith("estimate:"))
     assert line == (
         "estimate: 8 runs, 22 epochs, 34.5 s of training (0.01 h); wall time with 3 parallel workers: 11.5 s"
     )
+
+
+def test_notes_on_ratios_the_data_cannot_give_sit_under_the_table(tmp_path: Path, timed: list) -> None:
+    """One run, one epoch, one worker: singular nouns; 0.01 and 0.001 of 60 majority images both train 60 vs 1."""
+    grid = ["--task", "fine", "--ratios", "0.01,0.001", "--methods", "ce", "--seeds", "1", "--epochs", "1",
+            "--img-size", "16", "--majority-count", "60", "--batch-size", "16",
+            "--backbone", "test_resnet"]  # fmt: skip
+    result = runner.invoke(cli.app, ["run", *grid, "--dry-run", "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    table_end = max(i for i, line in enumerate(lines) if line.startswith("| fine "))
+    assert lines[table_end + 1 : table_end + 6] == [
+        "",
+        "what the data gives (from the indexed images; bench doctor counts the readable ones):",
+        "  task fine: ratio 0.01 asks 0.6 minority images of 60; it gets 1 (actual ratio 0.0167)",
+        "  task fine: ratio 0.001 asks 0.06 minority images of 60; it gets 1 (actual ratio 0.0167)",
+        "  task fine: ratios 0.01 and 0.001 give the same training subset (60 vs 1)",
+    ]
+    single = runner.invoke(cli.app, ["run", *grid[:3], "0.01", *grid[4:], "--dry-run", "--out", str(tmp_path / "r")])
+    assert "dry run: 1 run in the grid" in single.output
+    line = next(line for line in single.output.splitlines() if line.startswith("estimate:"))
+    assert line.startswith("estimate: 1 run, 1 epoch, ") and line.endswith(
+        "wall time with 1 parallel worker: 2.0 s"
+    )  # 4 steps

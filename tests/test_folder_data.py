@@ -87,3 +87,92 @@ def test_shared_cifar10_presets_from_its_bench_toml(tmp_path: Path) -> None:
     assert record["classes"] == ["deer", "horse"]
     assert record["train_counts"] == {"deer": 40, "horse": 4}
     assert record["test_counts"] == {"deer": 1000, "horse": 1000}
+
+
+# ------------------------------------------------ class folders that no task can use (issue 15, point 8)
+
+
+def _tree(root: Path, splits: dict[str, dict[str, int]]) -> Path:
+    """root/<split>/<class>/<i>.png, tiny images; a count of 0 makes an empty class folder."""
+    for split, classes in splits.items():
+        for name, count in classes.items():
+            (root / split / name).mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                Image.new("RGB", (6, 5), (i * 20 % 256, 40, 80)).save(root / split / name / f"{i}.png")
+    return root
+
+
+def _stray_folders(root: Path) -> Path:
+    """deer and horse in both splits, plus train/badger without images, fox only in train and owl only in test."""
+    _tree(root, {"train": {"deer": 6, "horse": 4, "badger": 0, "fox": 2}, "test": {"deer": 2, "horse": 2, "owl": 1}})
+    (root / "train" / "badger" / "notes.txt").write_text("not an image file")
+    return root
+
+
+def test_unusable_class_folders_are_left_out_of_the_data_set(tmp_path: Path) -> None:
+    from bench.data import open_source
+
+    source = open_source(_stray_folders(tmp_path / "wild"))
+    assert source.classes == ("deer", "horse")
+    assert list(source.unusable) == ["badger", "fox", "owl"]
+    train, test = tmp_path / "wild" / "train", tmp_path / "wild" / "test"
+    assert source.unusable["badger"].startswith(f"{train}/badger has no images (.bmp")
+    assert f"{test}/badger does not exist" in source.unusable["badger"]
+    assert (
+        source.unusable["fox"] == f"{test}/fox does not exist; add images of fox to both splits or remove {train}/fox"
+    )
+    assert source.unusable["owl"].endswith(f"or remove {test}/owl")
+    assert [len(source.train.indices_of(c)) for c in source.classes] == [6, 4]
+    # the stray folders leave the data's identity alone: runs made before they appeared stay valid
+    clean = open_source(_tree(tmp_path / "clean", {"train": {"deer": 6, "horse": 4}, "test": {"deer": 2, "horse": 2}}))
+    assert clean.fingerprint == source.fingerprint
+
+
+def test_run_refuses_only_a_task_that_uses_an_unusable_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench import dry_run
+    from bench.speed import StepFigures
+
+    monkeypatch.setattr(dry_run, "measure_steps", lambda *a, **k: StepFigures(16, 8, 0.1, 0.1, 0.1, 1.0, 1.0))
+    root = _stray_folders(tmp_path / "wild")
+    (root / "bench.toml").write_text(
+        '[tasks.fine]\nclasses = ["deer", "horse"]\n[tasks.coarse]\nclasses = ["deer", "fox"]\n'
+    )
+    grid = ["--backbone", "test_resnet", "--dry-run", "--out", str(tmp_path / "runs"), *TINY]
+    refusals = {"badger": ["--classes", "deer", "badger"], "fox": ["--task", "coarse"]}
+    for name, task in refusals.items():
+        refused = runner.invoke(cli.app, ["run", "--data", str(root), *task, *grid])
+        assert refused.exit_code == 2, refused.output
+        assert refused.output.count("\n") == 1
+        assert refused.output.startswith(f"error: class '{name}' cannot be used: {root}/")
+        assert refused.output.strip().endswith(f"or remove {root}/train/{name}")
+    for task in (["--classes", "deer", "horse"], ["--task", "fine"]):
+        fine = runner.invoke(cli.app, ["run", "--data", str(root), *task, *grid])
+        assert fine.exit_code == 0, fine.output
+        assert "dry run: 1 run in the grid" in fine.output
+
+
+def test_tasks_marks_unusable_class_folders(tmp_path: Path) -> None:
+    root = _stray_folders(tmp_path / "wild")
+    _tree(root, {"train": {"boar": 3}, "test": {"boar": 1}})
+    (root / "bench.toml").write_text('[tasks.coarse]\nclasses = ["deer", "fox"]\n')
+    result = runner.invoke(cli.app, ["tasks", "--data", str(root)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == f"data set {root}: 3 classes (3 class folders left out: badger, fox, owl)"
+    assert "  task coarse: majority deer, minority fox  [unusable: fox; bench run refuses it]" in lines
+    assert (
+        "  task lt: all 3 classes long-tailed, head to tail: boar, deer, horse; it uses the 3 usable classes and "
+        "leaves out badger, fox and owl"
+    ) in lines
+    assert "  train: boar 3, deer 6, horse 4" in lines
+    assert f"  unusable class fox: {root}/test/fox does not exist; add images of fox to both splits or remove " \
+           f"{root}/train/fox" in lines  # fmt: skip
+
+
+def test_task_lt_trains_the_usable_classes(tmp_path: Path) -> None:
+    from bench.plan import plan_run
+
+    root = _stray_folders(tmp_path / "wild")
+    _tree(root, {"train": {"boar": 3}, "test": {"boar": 1}})
+    plan = plan_run(data=str(root), config_path=None, task_names=("lt",), classes=None, options={})
+    assert plan.spec.tasks == (("lt", ("boar", "deer", "horse")),)

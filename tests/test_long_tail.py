@@ -213,13 +213,13 @@ def test_long_tail_oversampling_balances_every_class_to_the_largest() -> None:
 
 
 def test_doctor_checks_the_long_tailed_profile() -> None:
-    from bench.doctor import check_ratios
+    from bench.data.feasibility import check_feasibility, indexed_counts
 
     source = open_digits()
-    classes = tuple(str(d) for d in range(10))
-    at_ratio_1, at_small = check_ratios(source.train, [("lt", classes)], [1.0, 0.1], majority_count=130)
-    assert (at_ratio_1.majority, at_ratio_1.minority, at_ratio_1.note) == (130, 130, "")
+    available = indexed_counts(source.train, tuple(str(d) for d in range(10)))
+    at_ratio_1, at_small = check_feasibility(available, [1.0, 0.1], majority_count=130).outcomes
+    assert (at_ratio_1.counts[0], at_ratio_1.counts[-1], at_ratio_1.note) == (130, 130, "")
     # head 130, tail floor(130 * 0.1) = 13: every digit has at least 130 training images
-    assert (at_small.majority, at_small.minority, at_small.note) == (130, 13, "")
-    (short,) = check_ratios(source.train, [("lt", classes)], [1.0], majority_count=200)
-    assert "8 (131)" in short.note  # n_max = the 133 zeros; the 8s have only 131
+    assert (at_small.counts[0], at_small.counts[-1], at_small.note) == (130, 13, "")
+    (short,) = check_feasibility(available, [1.0], majority_count=200).outcomes
+    assert "8 has only 131 images, needs 133" in short.note  # n_max = the 133 zeros; the 8s have only 131

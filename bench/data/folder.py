@@ -38,20 +38,36 @@ def _image_files(class_dir: Path) -> list[Path]:
         for name in filenames:
             if not _is_hidden(name) and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
                 found.append(name if rel == "." else os.path.join(rel, name))
-    if not found:
-        extensions = " ".join(sorted(IMAGE_EXTENSIONS))
-        raise DataError(f"class folder {class_dir} has no images ({extensions}); add some or remove the folder")
     return [class_dir / rel for rel in sorted(found, key=lambda r: Path(r).parts)]
 
 
-def _read_split(split_dir: Path, classes: tuple[str, ...]) -> ImageSplit:
+def _unusable_reason(name: str, folders: dict[Path, list[Path] | None]) -> str:
+    """Why class ``name`` cannot be used and what to do, on one line; "" when it can be used.
+
+    folders: split folder -> the class's image files there, None when that split has no folder of this name.
+    """
+    extensions = " ".join(sorted(IMAGE_EXTENSIONS))
+    faults = [
+        f"{split_dir / name} does not exist" if files is None else f"{split_dir / name} has no images ({extensions})"
+        for split_dir, files in folders.items()
+        if not files
+    ]
+    if not faults:
+        return ""
+    existing = " and ".join(str(split_dir / name) for split_dir, files in folders.items() if files is not None)
+    return f"{' and '.join(faults)}; add images of {name} to both splits or remove {existing}"
+
+
+def _read_split(classes: tuple[str, ...], files: dict[str, list[Path] | None], unusable: dict[str, str]) -> ImageSplit:
+    """The split of the usable ``classes`` (label i = classes[i]) from each class's image files."""
     paths: list[Path] = []
     labels: list[int] = []
     for label, name in enumerate(classes):
-        files = _image_files(split_dir / name)
-        paths.extend(files)
-        labels.extend([label] * len(files))
-    return ImageSplit(classes=classes, labels=np.asarray(labels, dtype=np.int64), paths=tuple(paths))
+        found = files[name]
+        assert found is not None  # a usable class has a folder in both splits
+        paths.extend(found)
+        labels.extend([label] * len(found))
+    return ImageSplit(classes=classes, labels=np.asarray(labels, dtype=np.int64), paths=tuple(paths), unusable=unusable)
 
 
 def _fingerprint(root: Path, splits: list[ImageSplit]) -> str:
@@ -84,22 +100,21 @@ def open_folder(data: str | Path) -> DatasetSource:
     if test_split is None:
         raise DataError(f"no evaluation split in {root}: expected {root}/test/<class>/<images> (or val/ or valid/)")
     test_dir = root / test_split
-    train_classes, test_classes = _class_dirs(train_dir), _class_dirs(test_dir)
-    if train_classes != test_classes:
-        only_train = ", ".join(sorted(set(train_classes) - set(test_classes))) or "-"
-        only_test = ", ".join(sorted(set(test_classes) - set(train_classes))) or "-"
-        raise DataError(
-            f"class folders differ between {train_dir} and {test_dir} (only in train: {only_train}; "
-            f"only in {test_split}: {only_test}); give both splits the same class folders"
-        )
-    classes = tuple(train_classes)
-    train, test = _read_split(train_dir, classes), _read_split(test_dir, classes)
-    tasks: dict[str, tuple[str, str]] = {}
+    names = sorted(set(_class_dirs(train_dir)) | set(_class_dirs(test_dir)))
+    files = {
+        split_dir: {n: _image_files(split_dir / n) if (split_dir / n).is_dir() else None for n in names}
+        for split_dir in (train_dir, test_dir)
+    }
+    reasons = {n: _unusable_reason(n, {split_dir: found[n] for split_dir, found in files.items()}) for n in names}
+    unusable = {n: reason for n, reason in reasons.items() if reason}
+    classes = tuple(n for n in names if n not in unusable)
+    train, test = (_read_split(classes, files[split_dir], unusable) for split_dir in (train_dir, test_dir))
+    tasks: dict[str, tuple[str, ...]] = {}
     task_file = root / TASK_FILE
     if task_file.is_file():
         tasks = load_task_file(task_file)
-        for task, pair in tasks.items():
-            unknown = [c for c in pair if c not in classes]
+        for task, names in tasks.items():
+            unknown = [c for c in names if c not in classes and c not in unusable]
             if unknown:
                 raise DataError(
                     f"{task_file}: task {task!r} names class {unknown[0]!r}, which is not a folder in {train_dir} "

@@ -16,12 +16,15 @@ class ImageSplit:
 
     classes: class names, label i is classes[i]. labels: int64 [N].
     images: uint8 [N, H, W, 3] RGB when held in memory. paths: N image files when on disk.
+    unusable: class folders of the data set left out of `classes` (both splits carry the same), name -> why and
+    what to do, e.g. a folder without images or one the other split lacks.
     """
 
     classes: tuple[str, ...]
     labels: np.ndarray
     images: np.ndarray | None = None
     paths: tuple[Path, ...] | None = None
+    unusable: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         labels = np.asarray(self.labels, dtype=np.int64)
@@ -67,7 +70,8 @@ class DatasetSource:
     """A data set ready for the benchmark: both splits share `classes` and label numbering.
 
     name: "digits", "cifar10" or the folder path as given. test_split: "test", "val" or "valid".
-    tasks: preset binary tasks, name -> (majority, minority). defaults: data-set specific settings
+    tasks: presets, name -> (majority, minority), or more than two classes head first (long-tailed); a preset may
+    name an unusable class folder (an error only when a run uses it). defaults: data-set specific settings
     (img_size, epochs, majority_count, seeds); empty for user folders. fingerprint: short data hash.
     """
 
@@ -75,20 +79,25 @@ class DatasetSource:
     train: ImageSplit
     test: ImageSplit
     test_split: str
-    tasks: dict[str, tuple[str, str]] = field(default_factory=dict)
+    tasks: dict[str, tuple[str, ...]] = field(default_factory=dict)
     defaults: dict[str, int] = field(default_factory=dict)
     fingerprint: str = ""
 
     def __post_init__(self) -> None:
         if self.train.classes != self.test.classes:
             raise DataError(f"{self.name}: train and {self.test_split} splits must have the same classes in one order")
-        for task, (majority, minority) in self.tasks.items():
-            for name in (majority, minority):
-                if name not in self.train.classes:
+        for task, names in self.tasks.items():
+            for name in names:
+                if name not in self.train.classes and name not in self.unusable:
                     known = ", ".join(self.train.classes)
                     raise DataError(f"task {task!r} of {self.name} names unknown class {name!r}; classes: {known}")
 
     @property
     def classes(self) -> tuple[str, ...]:
-        """Class names shared by both splits."""
+        """Class names shared by both splits (each with images in both)."""
         return self.train.classes
+
+    @property
+    def unusable(self) -> dict[str, str]:
+        """Class folders left out of `classes`, name -> why and what to do; {} for the built-in data sets."""
+        return {**self.train.unusable, **self.test.unusable}
