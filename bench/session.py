@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from bench.config import ConfigError
 from bench.data import default_cache_dir, resolve_workers
+from bench.data.feasibility import task_notes
 from bench.device import DeviceSetup, resolve_device
 from bench.grid import check_grid, run_grid
 from bench.plan import Plan, plan_run
@@ -100,6 +102,8 @@ def run_session(
     )
     if setup is not None:
         console.print(_estimate_line(plan, out, setup), soft_wrap=True)
+    for note in task_notes(plan.source, spec.tasks, spec.ratios, majority_count=spec.settings.majority_count):
+        console.print(f"[yellow]note[/]: {escape(note)}", soft_wrap=True)
     decode_dir = _decode_cache_dir(cache_dir, decode_cache)
     with warnings.catch_warnings(), RichGridObserver(console) as observer:
         warnings.showwarning = lambda message, *_, **__: console.print(f"[yellow]warning[/]: {message}", soft_wrap=True)

@@ -179,3 +179,17 @@ def test_every_option_has_a_flag_a_toml_key_and_its_true_default_in_the_help(tmp
             assert resolved[option.name] == option.default and sources[option.name] == str(path)
     for panel in ("Grid", "Data and protocol", "Training", "Method hyper-parameters", "Hardware", "Scale-out"):
         assert f"─ {panel} " in result.output, panel
+
+
+def test_a_run_says_before_training_when_the_data_cannot_give_an_asked_ratio(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench.grid import GridSummary
+
+    monkeypatch.setattr("bench.session.run_grid", lambda spec, *a, **k: GridSummary(total=len(spec.cells())))
+    args = ["run", "--ratios", "0.01,0.001", "--majority-count", "60", "--methods", "ce", "--seeds", "1"]
+    result = runner.invoke(cli.app, [*args, "--epochs", "1", "--img-size", "16", "--dry-run"])
+    assert "ratio 0.001 asks 0.06 minority images of 60; it gets 1 (actual ratio 0.0167)" in result.output
+    result = runner.invoke(cli.app, [*args, "--epochs", "1", "--img-size", "16"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "note: task fine: ratios 0.01 and 0.001 give the same training subset (60 vs 1)" in lines
+    assert lines.index("note: task fine: ratios 0.01 and 0.001 give the same training subset (60 vs 1)") < 15
