@@ -188,7 +188,11 @@ def execute_run(
     loss_fn, optimizer = state.loss, state.optimizer
     mean, std = normalisation["mean"], normalisation["std"]
     train_transform = create_train_transform(
-        mean, std, randaug_ops=settings.randaug_ops, randaug_magnitude=settings.randaug_magnitude
+        mean,
+        std,
+        randaug_ops=settings.randaug_ops,
+        randaug_magnitude=settings.randaug_magnitude,
+        randaug_strength=settings.randaug_strength,
     )
     train_loader = create_loader(
         task.train_images,
