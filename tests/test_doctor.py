@@ -88,10 +88,11 @@ def test_doctor_predicts_the_subsets_the_run_trains(tmp_path: Path) -> None:
 
     source = open_source(_make_folder(tmp_path / "data"))
     ratios = [1.0, 0.5, 0.2, 0.1]
-    (check,) = examine(source, [("fine", ("deer", "horse"))], ratios, majority_count=5, threads=2).tasks
+    (check,) = examine(source, [("fine", ("deer", "horse"))], ratios, majority_count=100, threads=2).tasks
     with pytest.warns(UserWarning, match="skipped 2 of 11 image files"):
         task = prepare_task(source, ("deer", "horse"), 8)
-    trained = [create_subset(task, majority_count=5, ratio=r, seed=3).class_counts for r in ratios]
+    trained = [create_subset(task, majority_count=100, ratio=r, seed=3).class_counts for r in ratios]
+    assert trained == [(6, 3), (6, 3), (6, 1), (6, 1)]  # 6 readable deer images of 8 files
     assert check.feasibility is not None and [o.counts for o in check.feasibility.outcomes] == trained
 
 

@@ -34,10 +34,10 @@ def test_a_ratio_within_tolerance_has_no_note() -> None:
 
 def test_counts_are_the_runs_own() -> None:
     """training_counts is what subsample_task and long_tail_counts keep (the run's functions), not a copy."""
-    labels = np.repeat([0, 1], [37, 9])
-    for ratio in (1, 0.3, 0.05, 0.001):
+    labels = np.repeat([0, 1], [37, 25])
+    for ratio in (1, 0.5, 0.3, 0.1, 0.05, 0.001):
         subset = subsample_task(labels, 0, 1, majority_count=30, ratio=ratio, seed=4)
-        assert training_counts([37, 9], majority_count=30, ratio=ratio) == subset.class_counts
+        assert training_counts([37, 25], majority_count=30, ratio=ratio) == subset.class_counts
         assert training_counts([50, 20, 9], majority_count=40, ratio=ratio) == long_tail_counts(
             [50, 20, 9], majority_count=40, ratio=ratio
         )
