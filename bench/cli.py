@@ -500,6 +500,6 @@ def list_tasks(
                    f"{f'; {note}' if note else ''}")  # fmt: skip
     for split_name, split in (("train", source.train), (source.test_split, source.test)):
         counts = ", ".join(f"{c} {len(split.indices_of(c))}" for c in split.classes)
-        typer.echo(f"  {split_name}: {counts}")
+        typer.echo(f"  {split_name}: {counts or 'no usable class'}")
     for name, reason in unusable.items():
         typer.echo(f"  unusable class {name}: {reason}")

@@ -225,7 +225,7 @@ def _counts_line(split: SplitReport) -> str:
         f"{c} {n}" if n == split.files[c] else f"{c} {n} of {plural(split.files[c], 'file')}"
         for c, n in split.counts.items()
     )
-    return f"  {split.name}: {plural(sum(split.counts.values()), 'readable image')} ({counts})"
+    return f"  {split.name}: {plural(sum(split.counts.values()), 'readable image')} ({counts or 'no usable class'})"
 
 
 def _task_lines(check: TaskCheck) -> list[str]:

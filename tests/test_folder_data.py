@@ -176,3 +176,13 @@ def test_task_lt_trains_the_usable_classes(tmp_path: Path) -> None:
     _tree(root, {"train": {"boar": 3}, "test": {"boar": 1}})
     plan = plan_run(data=str(root), config_path=None, task_names=("lt",), classes=None, options={})
     assert plan.spec.tasks == (("lt", ("boar", "deer", "horse")),)
+
+
+def test_a_folder_with_no_usable_class_is_described_not_an_error(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "bare", {"train": {"a": 0}, "test": {"b": 1}})
+    tasks = runner.invoke(cli.app, ["tasks", "--data", str(root)])
+    assert tasks.exit_code == 0, tasks.output
+    assert f"data set {root}: 0 classes (2 class folders left out: a, b)" in tasks.output
+    assert "  train: no usable class" in tasks.output.splitlines()
+    doctor = runner.invoke(cli.app, ["doctor", "--data", str(root)])
+    assert doctor.exit_code == 1 and "problems: 2" in doctor.output
