@@ -13,7 +13,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 import typer.core
 
-from bench.config import OPTIONS, Option
+from bench.config import OPTIONS, OPTIONS_BY_NAME, Option
 
 #: Panels whose defaults are the paper's protocol (the lowest layer of settings), marked "paper:" in the help.
 PROTOCOL_GROUPS = ("Grid", "Data and protocol", "Training", "Method hyper-parameters")
@@ -115,10 +115,15 @@ def _escaped(text: str) -> str:
     return text.replace("[", "\\[")
 
 
+def _option_help(option: Option) -> str:
+    """A table option's help with its default, marked ``paper:`` when the default is the paper's protocol."""
+    source = "paper: " if option.group in PROTOCOL_GROUPS else ""
+    return _escaped(f"{option.help} [{source}{option.default_text()}]")
+
+
 def _option_parameter(option: Option) -> inspect.Parameter:
     """A keyword parameter of ``run`` for a table option: ``None`` unless given, so lower layers decide."""
-    source = "paper: " if option.group in PROTOCOL_GROUPS else ""
-    help_text = _escaped(f"{option.help} [{source}{option.default_text()}]")
+    help_text = _option_help(option)
     declarations = [option.flag] if option.flag else [option.flag_name]
     info = typer.Option(*declarations, help=help_text, rich_help_panel=option.group, show_default=False)
     return inspect.Parameter(
@@ -261,8 +266,8 @@ def doctor(
         typer.Option(help="A task by its two class names: MAJORITY MINORITY.", show_default=False),
     ] = None,
     config: Annotated[Path | None, typer.Option(help="TOML file as for bench run (data, tasks, options).")] = None,
-    ratios: Annotated[str | None, typer.Option(help="Ratios to check. \\[paper: 1,0.1,0.01,0.005,0.001]")] = None,
-    majority_count: Annotated[int | None, typer.Option(help="Majority-class training images. [10000]")] = None,
+    ratios: Annotated[str | None, typer.Option(help=_option_help(OPTIONS_BY_NAME["ratios"]))] = None,
+    majority_count: Annotated[int | None, typer.Option(help=_option_help(OPTIONS_BY_NAME["majority_count"]))] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Where downloaded data sets go.")] = None,
 ) -> None:
     """Check a data set before a long grid: unusable class folders, readable images, unreadable files, train/test

@@ -146,7 +146,7 @@ def _seed_ranges(seeds: list[int]) -> str:
     return ",".join(parts)
 
 
-def _duration(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
     if seconds >= 3600:
         return f"{seconds / 3600:.2f} h"
     return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
@@ -194,9 +194,9 @@ def render(estimate: GridEstimate, out_dir: Path) -> list[str]:
         )
     lines += [
         f"estimate: {plural(len(estimate.remaining), 'run')}, {plural(epochs, 'epoch')}, "
-        f"{_duration(estimate.total_seconds)} of training ({estimate.total_seconds / 3600:.2f} h); "
+        f"{format_duration(estimate.total_seconds)} of training ({estimate.total_seconds / 3600:.2f} h); "
         f"wall time with {plural(estimate.parallel, 'parallel worker')}: "
-        f"{_duration(estimate.wall_seconds)}",
+        f"{format_duration(estimate.wall_seconds)}",
         "(training steps only, each worker as fast as this machine: loading, decoding and the final evaluation add "
         "to it; time on a machine like the cluster's nodes, and set --parallel to the cluster's size)",
     ]

@@ -155,8 +155,7 @@ def _estimate_line(plan: Plan, out: Path, setup: DeviceSetup) -> str:
     training steps take at this machine's speed (``bench run --dry-run`` gives the breakdown)."""
     import torch
 
-    from bench.dry_run import _duration as format_duration
-    from bench.dry_run import estimate_grid, train_images
+    from bench.dry_run import estimate_grid, format_duration, train_images
     from bench.grid import pending_cells
 
     pending = pending_cells(plan.spec, out)
