@@ -10,6 +10,7 @@ and the auxiliary losses ``supcon``, ``bcl`` and ``triplet``. A method without a
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
@@ -34,19 +35,25 @@ METHOD_DESCRIPTIONS = {
     "cb": "class-balanced loss, effective number of samples (Cui et al., CVPR 2019)",
     "os": "random oversampling with replacement, every class drawn equally often (binary: minority to 1:1)",
     "drs": "deferred re-sampling: plain shuffling, then os from --drw-epoch on (Cao et al., NeurIPS 2019)",
-    "fscl": "CE + feature-similarity loss on tapped stages (KCC 2025); --sim-weight, --stages",
+    "fscl": "CE + w x feature-similarity loss on tapped stages (KCC 2025); --stages, w = --sim-weight (0.1, the "
+    "authors' code's alpha; the paper's equation has weight 1)",
     "focal": "softmax focal loss (Lin et al., ICCV 2017); --focal-gamma",
     "ldam": "LDAM margins ~ n_c^-1/4 with deferred class-balanced re-weighting (Cao et al., NeurIPS 2019); "
     "--ldam-max-margin, --ldam-scale, --drw-epoch",
     "la": "logit-adjusted cross-entropy, logits + tau log prior (Menon et al., ICLR 2021); --la-tau",
     "bsce": "balanced softmax cross-entropy, logits + log n_c (Ren et al., NeurIPS 2020)",
-    "supcon": "CE + supervised contrastive loss on a projection of the last tapped stage (Khosla et al., NeurIPS 2020)"
-    "; --supcon-temperature, weight --sim-weight",
-    "bcl": "CE + balanced contrastive loss: supcon with class-averaging and class prototypes from the classifier "
-    "(Zhu et al., CVPR 2022; combine with la as the authors do); --supcon-temperature, weight --sim-weight",
-    "triplet": "CE + batch-hard triplet margin loss on the last tapped stage (Hermans et al. 2017); --triplet-margin, "
-    "weight --sim-weight",
+    "supcon": "CE + w x supervised contrastive loss on a projection of the last tapped stage (Khosla et al., NeurIPS "
+    "2020, trained jointly as is usual in one stage); --supcon-temperature, w = --supcon-weight (1)",
+    "bcl": "CE + w x balanced contrastive loss: supcon with class-averaging and class prototypes from the classifier "
+    "(Zhu et al., CVPR 2022; combine with la as the authors do); --supcon-temperature, w = --bcl-weight (0.3, the "
+    "authors' 0.6 / 2.0)",
+    "triplet": "CE + w x batch-hard triplet margin loss on the last tapped stage (Hermans et al. 2017; equal weights "
+    "as Luo et al., CVPRW 2019); --triplet-margin, w = --triplet-weight (1)",
 }
+
+#: The setting (a :class:`bench.config.TrainSettings` field) that weights each auxiliary loss in the total.
+AUX_WEIGHTS = {"fscl": "sim_weight", "supcon": "supcon_weight", "bcl": "bcl_weight", "triplet": "triplet_weight"}
+assert set(AUX_WEIGHTS) == set(AUX_LOSSES)
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,19 @@ def components() -> tuple[str, ...]:
     return (*BASE_LOSSES, *SAMPLERS, *AUX_LOSSES)
 
 
+def _suggestion(name: str, part: str, valid: Sequence[str]) -> str:
+    """A method to suggest for a bad ``name`` (with the bad component ``part``): ``name`` joined with + instead of
+    -, comma or space when that is a method (``fscl-os`` -> ``fscl+os``), else the component closest to ``part``."""
+    joined = re.sub(r"[-, ]+", "+", name.strip())
+    if joined != name.strip():
+        try:
+            return parse_method(joined).name
+        except ConfigError:
+            pass
+    close = difflib.get_close_matches(part, valid, n=1)
+    return close[0] if close else ""
+
+
 def parse_method(name: str) -> MethodSpec:
     """``"fscl+os"`` -> ``MethodSpec(base="ce", oversample=True, aux=("fscl",))``; one-line errors for bad names."""
     parts = [part.strip() for part in name.split("+")]
@@ -80,8 +100,8 @@ def parse_method(name: str) -> MethodSpec:
     base, sampler, aux = None, None, []
     for part in parts:
         if part not in valid:
-            close = difflib.get_close_matches(part, valid, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            close = _suggestion(name, part, valid)
+            hint = f" (did you mean '{close}'?)" if close else ""
             raise ConfigError(
                 f"unknown method component '{part}' in '{name}'{hint}; valid: {', '.join(valid)}, combined with +"
             )
@@ -111,18 +131,30 @@ def parse_methods(names: Sequence[str]) -> tuple[MethodSpec, ...]:
 
 
 class MethodLoss(nn.Module):
-    """Total loss of a method: ``base(logits, y) + sim_weight * sum(aux(features, y))``.
+    """Total loss of a method: ``base(logits, y) + sum over aux losses a of weight_a * a(features, y)``.
 
-    Returns the total and each term (detached) keyed by its component name, for per-epoch logging. Components
-    may own parameters (supcon's projection head): hand ``parameters()`` to the optimizer with the model's.
+    Returns the total and each term (detached, unweighted) keyed by its component name, for per-epoch logging.
+    Components may own parameters (supcon's projection head): hand ``parameters()`` to the optimizer with the
+    model's. ``aux_weights`` holds a weight per auxiliary loss (:data:`AUX_WEIGHTS` names their settings).
     """
 
-    def __init__(self, base_name: str, base: nn.Module, aux: dict[str, nn.Module], aux_weight: float) -> None:
+    def __init__(
+        self, base_name: str, base: nn.Module, aux: dict[str, nn.Module], aux_weights: dict[str, float]
+    ) -> None:
         super().__init__()
+        missing = sorted(set(aux) - set(aux_weights))
+        if missing:
+            raise ValueError(f"no weight for the auxiliary loss {missing[0]}")
         self.base_name = base_name
         self.base = base
         self.aux = nn.ModuleDict(aux)
-        self.aux_weight = aux_weight
+        self.aux_weights = {name: float(aux_weights[name]) for name in aux}
+
+    @property
+    def logit_scale(self) -> float:
+        """The factor the base loss multiplies the logits by in training (ldam's scale s on its cosines; 1 for the
+        others): test logits are saved so scaled, so that their softmax is the one the model was trained for."""
+        return float(getattr(self.base, "logit_scale", 1.0))
 
     def forward(self, logits: Tensor, features: Sequence[Tensor], labels: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         base = self.base(logits, labels)
@@ -130,7 +162,7 @@ class MethodLoss(nn.Module):
         terms = {self.base_name: base.detach()}
         for name, loss in self.aux.items():
             value = loss(list(features), labels)
-            total = total + self.aux_weight * value
+            total = total + self.aux_weights[name] * value
             terms[name] = value.detach()
         return total, terms
 
@@ -142,7 +174,8 @@ class MethodLoss(nn.Module):
 
 
 def drw_epoch(settings: TrainSettings) -> int:
-    """First epoch (1-based) of ldam's re-weighting and drs's re-sampling: --drw-epoch, else 80% of the epochs."""
+    """First epoch (1-based) of ldam's re-weighting and drs's re-sampling: --drw-epoch, else the epoch after the
+    first 80% (:func:`losses.default_drw_epoch`)."""
     return settings.drw_epoch if settings.drw_epoch is not None else default_drw_epoch(settings.epochs)
 
 
@@ -169,4 +202,4 @@ def create_method_loss(
     options = loss_options(settings)
     base = create_base_loss(spec.base, class_counts, **options)
     aux = {name: create_aux_loss(name, feature_dims, classifier, **options) for name in spec.aux}
-    return MethodLoss(spec.base, base, aux, settings.sim_weight)
+    return MethodLoss(spec.base, base, aux, {name: getattr(settings, AUX_WEIGHTS[name]) for name in spec.aux})
