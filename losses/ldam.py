@@ -9,13 +9,16 @@ from torch import nn
 
 from losses.weighting import check_counts, effective_number_weights
 
-DRW_FRACTION = 0.8  # the paper's schedule: re-weight from epoch 160 of 200
 DRW_BETA = 0.9999
 
 
 def default_drw_epoch(epochs: int) -> int:
-    """First re-weighted epoch (1-based) when none is given: 80% of ``epochs``, rounded half up, at least 1."""
-    return max(1, int(DRW_FRACTION * epochs + 0.5))
+    """First re-weighted epoch (1-based) when none is given: the one after the first 80% of ``epochs``,
+    floor(0.8 x epochs) + 1 (integer arithmetic, so no float rounding), which is at most ``epochs``.
+
+    Cao et al.'s code re-weights from the 0-based epoch 160 of 200, the 161st: 200 -> 161, 10 -> 9, 2 -> 2, 1 -> 1.
+    """
+    return 4 * epochs // 5 + 1
 
 
 def ldam_margins(class_counts: Sequence[int], max_margin: float = 0.5) -> torch.Tensor:
@@ -62,6 +65,12 @@ class LDAMLoss(nn.Module):
         self.epoch = 1
         self.register_buffer("margins", ldam_margins(class_counts, max_margin))
         self.register_buffer("drw_weights", effective_number_weights(class_counts, drw_beta))
+
+    @property
+    def logit_scale(self) -> float:
+        """The factor the loss multiplies the logits by (``scale``): the model's logits as trained are
+        ``scale * cosine`` (margins aside), which is what its test logits should be saved as."""
+        return self.scale
 
     def set_epoch(self, epoch: int) -> None:
         """Tell the loss the (1-based) epoch about to be trained; re-weighting starts at ``drw_epoch``."""

@@ -116,18 +116,28 @@ def test_ldam_without_drw_epoch_never_reweights_and_bad_args() -> None:
         LDAMLoss([3, 1], drw_epoch=0)
 
 
-@pytest.mark.parametrize(("epochs", "drw"), [(1, 1), (2, 2), (3, 2), (5, 4), (10, 8), (100, 80), (200, 160)])
-def test_default_drw_epoch_is_80_percent_of_epochs(epochs: int, drw: int) -> None:
+@pytest.mark.parametrize(
+    ("epochs", "drw"), [(1, 1), (2, 2), (3, 3), (4, 4), (5, 5), (6, 5), (10, 9), (100, 81), (199, 160), (200, 161)]
+)
+def test_default_drw_epoch_follows_the_first_80_percent(epochs: int, drw: int) -> None:
+    """Cao et al. re-weight from the 0-based epoch 160 of 200, the 161st: floor(0.8 E) + 1, never past E."""
     assert default_drw_epoch(epochs) == drw
+    assert 1 <= default_drw_epoch(epochs) <= epochs
+
+
+def test_ldam_logit_scale_is_its_scale() -> None:
+    assert LDAMLoss([3, 1], scale=7.5).logit_scale == 7.5
+    assert create_method_loss(parse_method("ldam+os"), [3, 1], settings(ldam_scale=12.0)).logit_scale == 12.0
+    assert create_method_loss(parse_method("la"), [3, 1], settings()).logit_scale == 1.0
 
 
 def test_method_loss_set_epoch_switches_ldam_at_the_default_drw_epoch() -> None:
-    loss_fn = create_method_loss(parse_method("ldam"), [100, 1], settings(epochs=5, ldam_scale=2.0))
-    assert loss_fn.base.drw_epoch == 4  # 80% of 5 epochs
+    loss_fn = create_method_loss(parse_method("ldam"), [100, 1], settings(epochs=10, ldam_scale=2.0))
+    assert loss_fn.base.drw_epoch == 9  # after the first 80% of 10 epochs
     logits, labels = torch.zeros(2, 2), torch.tensor([0, 1])
-    loss_fn.set_epoch(3)
+    loss_fn.set_epoch(8)
     assert loss_fn(logits, [], labels)[0].item() == pytest.approx((L0 + L1) / 2, abs=1e-6)
-    loss_fn.set_epoch(4)
+    loss_fn.set_epoch(9)
     assert loss_fn(logits, [], labels)[0].item() == pytest.approx((W0 * L0 + W1 * L1) / (W0 + W1), abs=1e-6)
     explicit = create_method_loss(parse_method("ldam"), [100, 1], settings(epochs=5, drw_epoch=2))
     assert explicit.base.drw_epoch == 2
