@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from bench.config import ConfigError
 
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+_PRECISIONS = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,24 @@ class DeviceSetup:
         return self.amp_dtype == torch.float16
 
     @property
+    def precision(self) -> str:
+        """The training forward's precision: fp32, bf16 or fp16 (autocast)."""
+        return _PRECISIONS[self.amp_dtype]
+
+    @property
+    def hardware(self) -> dict[str, str | bool]:
+        """What a run computed with, as result.json and config.json record it under ``hardware`` (``--amp auto``
+        resolved): device_type cpu | cuda | mps, precision fp32 | bf16 | fp16, channels_last, compile."""
+        return {
+            "device_type": self.device.type,
+            "precision": self.precision,
+            "channels_last": self.channels_last,
+            "compile": self.compile,
+        }
+
+    @property
     def description(self) -> str:
-        precision = {None: "fp32", torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast"}[self.amp_dtype]
+        precision = "fp32" if self.amp_dtype is None else f"{self.precision} autocast"
         layout = ", channels-last" if self.channels_last else ""
         compiled = ", compiled" if self.compile else ""
         return f"{self.device} ({precision}{layout}{compiled})"

@@ -36,15 +36,16 @@ def train_one_epoch(
 ) -> dict[str, float]:
     """One pass over ``loader``. ``model(x)`` returns ``(logits [B, C], tapped features [B, D_l])``.
 
-    Returns ``train_loss`` (the total), ``train_loss_<term>`` for each loss term (unweighted), ``train_acc``
-    and ``train_images``, all averaged per image. Raises :class:`NonFiniteLossError` if the loss was not finite.
+    Returns ``train_loss`` (the total), ``train_loss_<term>`` for each loss term (unweighted) and ``train_acc``,
+    all averaged per image, ``train_images`` (images seen) and ``steps`` (optimizer steps, one per batch). Raises
+    :class:`NonFiniteLossError` if the loss was not finite.
     """
     model.train()
     total_batches = len(loader) if hasattr(loader, "__len__") else 0
     loss_sum = torch.zeros((), device=setup.device)
     term_sums: dict[str, Tensor] = {}
     correct = torch.zeros((), device=setup.device, dtype=torch.long)
-    seen = 0
+    seen = steps = 0
     for batch_index, (images, labels) in enumerate(loader, start=1):
         images, labels = to_device(images, labels, setup)
         with autocast(setup):
@@ -56,6 +57,7 @@ def train_one_epoch(
         scaler.update()
         batch = labels.shape[0]
         seen += batch
+        steps += 1
         loss_sum += loss.detach().float() * batch
         for name, value in terms.items():
             term_sums[name] = term_sums.get(name, 0) + value.float() * batch
@@ -70,6 +72,7 @@ def train_one_epoch(
         raise NonFiniteLossError(f"training loss is not finite: {summary}")
     summary["train_acc"] = correct.item() / seen
     summary["train_images"] = seen
+    summary["steps"] = steps
     return summary
 
 
@@ -87,13 +90,16 @@ class TestOutputs:
 
 
 def evaluate(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]], setup: DeviceSetup) -> TestOutputs:
-    """Logits, pre-logits features and true labels over ``loader`` (model in eval mode, no gradients)."""
+    """Logits, pre-logits features and true labels over ``loader`` (model in eval mode, no gradients).
+
+    Always in float32, without the autocast of training: bf16 logits round two near-equal classes to a tie, which
+    argmax breaks towards class 0 (the majority), biasing the very metric the benchmark is about.
+    """
     logits, features, targets = [], [], []
     with evaluation_mode(model):
         for images, labels in loader:
             images, _ = to_device(images, labels, setup)
-            with autocast(setup):
-                batch_logits, batch_features = model.embed(images)
+            batch_logits, batch_features = model.embed(images.float())
             logits.append(batch_logits.float().cpu())
             features.append(batch_features.float().cpu())
             targets.append(labels)

@@ -79,12 +79,17 @@ def claim(
 
 
 def check_grid(spec: GridSpec, source: DatasetSource) -> None:
-    """Fail before any training on a bad method, class, backbone or stage index (each raises a one-line error)."""
+    """Fail before any training on a bad method, class, backbone or stage index (each raises a one-line error).
+
+    ``--stages`` is checked against every backbone even when no method taps a stage: a bad index is a mistake in
+    the command whichever methods it names (and would block the first tapping method added to the grid).
+    """
     specs = parse_methods(spec.methods)
     for _, classes in spec.tasks:
         check_classes(source.train, classes, "train")
         check_classes(source.test, classes, source.test_split)
-    taps = spec.settings.stages if any(s.needs_taps for s in specs) else ()
+    stages = spec.settings.stages
+    taps = stages if stages is not None or any(s.needs_taps for s in specs) else ()
     for backbone in spec.backbones:
         create_backbone(backbone, num_classes=2, taps=taps, img_size=spec.settings.img_size).remove_hooks()
 

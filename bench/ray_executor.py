@@ -3,8 +3,10 @@
 Workers train into a temporary folder and send the run's files back (:func:`bench.remote_run.train_remote`), so no
 shared file system is needed for results. The driver claims each run's lock while its task is in flight and stores
 what comes back with the same atomic writes and resume rules as the local executor. A worker process that dies is
-retried (:data:`MAX_RETRIES`); an exception raised by the run itself is not retried, and a NaN loss is a normal,
-failed result. Ray is imported only here and only when asked for, so the base install does not need it.
+retried (:data:`MAX_RETRIES`); a run that fails for its own reasons (a NaN loss, any exception while it trains or
+evaluates) comes back as a normal, failed result, as in the local executor, and a bad setting found before training
+is raised on the driver as there (not retried). Ray is imported only here and only when asked for, so the base
+install does not need it.
 """
 
 from __future__ import annotations

@@ -98,7 +98,9 @@ def _crash_if_asked(hook: str | None, run_id: str) -> None:
 def train_remote(config: RunConfig, source: DatasetSource, options: WorkerOptions) -> RunFiles:
     """Train ``config`` in this process into a temporary run folder and return that folder's files.
 
-    The device is resolved here, on the worker's node (a CPU-only driver can send runs to GPU nodes). torch gets
+    The device is resolved here, on the worker's node (a CPU-only driver can send runs to GPU nodes), and recorded
+    as it resolved (``hardware`` in result.json). A run that fails for its own reasons comes back as a failed run
+    folder, as in the local executor (:func:`bench.runner.execute_run`); a bad setting is raised. torch gets
     as many threads as the run has whole CPUs, so runs sharing a node do not oversubscribe it and the numbers
     match a local run with the same thread count.
     """

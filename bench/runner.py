@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from backbones import TappedBackbone, create_backbone
+from backbones import BackboneError, TappedBackbone, create_backbone
 from bench.checkpoint import Checkpoints, TrainingState
-from bench.config import RunConfig, TrainSettings
+from bench.config import ConfigError, RunConfig, TrainSettings
 from bench.data import (
+    DataError,
     ImageStack,
     LongTailSubset,
     TaskSubset,
@@ -38,6 +41,8 @@ from bench.task import TaskData
 from losses import ClassifierRef
 
 EpochCallback = Callable[[int, int, dict[str, float]], None]  # (epoch, epochs, epoch summary)
+#: Errors of a setting the user must change (one line, exit 2), raised rather than recorded as a failed run.
+SETTING_ERRORS: tuple[type[Exception], ...] = (ConfigError, DataError, BackboneError)
 
 
 def seed_everything(seed: int) -> None:
@@ -129,6 +134,57 @@ def _build_training(
     return model, state, normalisation
 
 
+class RunFailed(Exception):
+    """A run failed for its own reasons (not a bad setting): it is recorded as a failed result and the grid goes
+    on. ``epoch``: the epoch it failed in (0: before the first; the last epoch for its evaluation)."""
+
+    def __init__(self, reason: str, epoch: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.epoch = epoch
+
+
+def failure_reason(error: Exception) -> str:
+    """One line: a diverged loss's own message, else the exception's type and message."""
+    if isinstance(error, NonFiniteLossError):
+        return str(error)
+    message = " ".join(str(error).split())
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+@contextlib.contextmanager
+def failing_run(epoch: int, *, passing: tuple[type[Exception], ...] = ()) -> Iterator[None]:
+    """Turn an exception of the block into :class:`RunFailed` at ``epoch``, except the ``passing`` types (setting
+    errors before training). KeyboardInterrupt and SystemExit are not Exceptions: they stop the grid as ever."""
+    try:
+        yield
+    except passing:
+        raise
+    except Exception as error:
+        raise RunFailed(failure_reason(error), epoch) from error
+
+
+def check_trainable(subset: TaskSubset | LongTailSubset, run_id: str) -> None:
+    """A training subset of one image cannot train (BatchNorm normalises over the batch): a setting to change,
+    raised as a one-line ConfigError before anything is trained."""
+    if len(subset.indices) < 2:
+        raise ConfigError(
+            f"{run_id}: its training subset holds {len(subset.indices)} image; training needs at least 2 (BatchNorm "
+            "normalises over the batch); raise --majority-count"
+        )
+
+
+@dataclass
+class _Clock:
+    """A run's wall time: this attempt's plus the ``before`` seconds of earlier ones (from its checkpoint)."""
+
+    started: float = field(default_factory=time.perf_counter)
+    before: float = 0.0
+
+    def seconds(self) -> float:
+        return round(self.before + time.perf_counter() - self.started, 3)
+
+
 def execute_run(
     config: RunConfig,
     task: TaskData,
@@ -149,32 +205,95 @@ def execute_run(
     saved after an epoch when ``checkpoint_minutes`` have passed since the run (or its last checkpoint) began, and
     removed at the end.
     ``on_resume`` hears the epoch a checkpoint comes after.
+
+    A bad setting (ConfigError, DataError, BackboneError) found before training is raised. Any other exception
+    while the run builds, trains or evaluates (a diverged loss included) makes it a failed result, with the
+    exception's type and message as its reason; errors writing the run folder (OSError) are raised.
     """
-    started = time.perf_counter()
+    clock = _Clock()
+    settings = config.settings
+    subset = create_subset(task, majority_count=settings.majority_count, ratio=config.ratio, seed=config.seed)
+    check_trainable(subset, config.run_id)
+    checkpoints = Checkpoints(checkpoint_path or folder.checkpoint, config, workers=workers, minutes=checkpoint_minutes)
+    try:
+        outcome: dict[str, Any] = {
+            "status": "finished",
+            "failure": None,
+            "metrics": _train_and_evaluate(
+                config,
+                task,
+                folder,
+                setup,
+                subset,
+                checkpoints,
+                clock,
+                workers=workers,
+                on_resume=on_resume,
+                on_epoch=on_epoch,
+                on_batch=on_batch,
+            ),  # fmt: skip
+            "epochs": settings.epochs,
+        }
+    except RunFailed as failure:
+        outcome = {"status": "failed", "failure": {"reason": failure.reason, "epoch": failure.epoch}}
+        outcome["epochs"] = failure.epoch
+    result = folder.finish(
+        config,
+        {
+            **outcome,
+            "train_counts": dict(zip(task.classes, subset.class_counts, strict=True)),
+            # differs when the minority (the tail class) ran short
+            "actual_ratio": round(subset.class_counts[-1] / subset.class_counts[0], 6),
+            "test_counts": task.test_counts(),
+            "skipped_files": len(task.skipped),
+            **({"resumed_after_epochs": list(checkpoints.resumed_after)} if checkpoints.resumed_after else {}),
+            "device": setup.description,
+            "hardware": setup.hardware,
+            "wall_seconds": clock.seconds(),
+        },
+    )
+    checkpoints.remove()
+    return result
+
+
+def _train_and_evaluate(
+    config: RunConfig,
+    task: TaskData,
+    folder: RunFolder,
+    setup: DeviceSetup,
+    subset: TaskSubset | LongTailSubset,
+    checkpoints: Checkpoints,
+    clock: _Clock,
+    *,
+    workers: int,
+    on_resume: Callable[[int], None] | None,
+    on_epoch: EpochCallback | None,
+    on_batch: BatchCallback | None,
+) -> dict[str, Any]:
+    """The body of :func:`execute_run`: build (or resume), train, evaluate; write every file of ``folder`` but
+    result.json and return the test metrics. Raises :class:`RunFailed` when the run fails for its own reasons."""
     settings = config.settings
     spec = parse_method(config.method)
-    subset = create_subset(task, majority_count=settings.majority_count, ratio=config.ratio, seed=config.seed)
     labels = task.train_labels[subset.indices]  # the images stay where they are: loaders index them
-    train_counts = dict(zip(task.classes, subset.class_counts, strict=True))
-
-    checkpoints = Checkpoints(checkpoint_path or folder.checkpoint, config, workers=workers, minutes=checkpoint_minutes)
-    model, state, normalisation = _build_training(config, task, subset, setup)
-    resumed = checkpoints.resume(state, setup.device)
-    if checkpoints.discarded:  # it may have loaded part of its state before failing
+    with failing_run(0, passing=SETTING_ERRORS):
         model, state, normalisation = _build_training(config, task, subset, setup)
-    done_epochs, done_seconds = (resumed.epoch, resumed.seconds) if resumed else (0, 0.0)
+        resumed = checkpoints.resume(state, setup.device)
+        if checkpoints.discarded:  # it may have loaded part of its state before failing
+            model, state, normalisation = _build_training(config, task, subset, setup)
+    done_epochs, clock.before = (resumed.epoch, resumed.seconds) if resumed else (0, 0.0)
     if resumed and on_resume is not None:
         on_resume(resumed.epoch)
     folder.start(
         config,
         {
             "device": setup.description,
+            "hardware": setup.hardware,
             "workers": workers,
             "torch_threads": torch.get_num_threads(),  # CPU numbers depend on it in the last bits
             "normalisation": normalisation,
             "taps": list(model.tap_modules),
             "classifier": "cosine" if spec.cosine_classifier else "linear",
-            "train_counts": train_counts,
+            "train_counts": dict(zip(task.classes, subset.class_counts, strict=True)),
         },
         rows=resumed.rows if resumed else (),
     )
@@ -202,7 +321,8 @@ def execute_run(
         batch_size=settings.batch_size,
         train=True,
         oversample=spec.oversample,
-        oversample_to=oversampled_size(subset.class_counts) if task.is_long_tail else None,
+        # every sampler's epoch has the subset's size (equal steps for every method), unless asked for C x n_max
+        oversample_to=oversampled_size(subset.class_counts) if settings.oversample_epoch == "full" else None,
         oversample_from=drw_epoch(settings) if spec.deferred_sampling else None,
         workers=workers,
         seed=config.seed,
@@ -219,78 +339,42 @@ def execute_run(
         pin_memory=setup.pin_memory,
     )
 
-    def wall_seconds() -> float:
-        return round(done_seconds + time.perf_counter() - started, 3)
-
-    common = {
-        "train_counts": train_counts,
-        # differs when the minority (the tail class) ran short
-        "actual_ratio": round(subset.class_counts[-1] / subset.class_counts[0], 6),
-        "test_counts": task.test_counts(),
-        "skipped_files": len(task.skipped),
-        **({"resumed_after_epochs": list(checkpoints.resumed_after)} if resumed else {}),
-    }
     for epoch in range(done_epochs + 1, settings.epochs + 1):
         epoch_started = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
-        loss_fn.set_epoch(epoch)
-        set_loader_epoch(train_loader, epoch)
-        try:
+        with failing_run(epoch):
+            loss_fn.set_epoch(epoch)
+            set_loader_epoch(train_loader, epoch)
             summary = train_one_epoch(model, train_loader, loss_fn, optimizer, state.scaler, setup, on_batch=on_batch)
-        except NonFiniteLossError as error:
-            failure = {"reason": str(error), "epoch": epoch}
-            result = folder.finish(
-                config,
-                {
-                    "status": "failed",
-                    "failure": failure,
-                    **common,
-                    "epochs": epoch,
-                    "device": setup.description,
-                    "wall_seconds": wall_seconds(),
-                },
-            )
-            checkpoints.remove()
-            return result
-        state.scheduler.step()
+            state.scheduler.step()
         row = {"epoch": epoch, "lr": lr, **summary, "seconds": round(time.perf_counter() - epoch_started, 3)}
         folder.append_epoch(row)
         if epoch < settings.epochs and checkpoints.due():
-            checkpoints.save(state, epoch, wall_seconds(), folder.epoch_rows())
+            checkpoints.save(state, epoch, clock.seconds(), folder.epoch_rows())
         if on_epoch is not None:
             on_epoch(epoch, settings.epochs, row)
 
-    outputs = evaluate(model, test_loader, setup)
-    knn_metrics = {}
-    if needs_knn(spec.aux):
-        train_eval_loader = create_loader(
-            task.train_images,
-            task.train_labels,
-            create_test_transform(mean, std),
-            indices=subset.indices,
-            batch_size=2 * settings.batch_size,
-            train=False,
-            workers=workers,
-            seed=config.seed,
-            pin_memory=setup.pin_memory,
-        )
-        knn_metrics = {"test_knn_acc": knn_accuracy(model, train_eval_loader, test_loader, setup)}
-    folder.write_outputs(outputs.logits, outputs.features, outputs.targets)
-    result = folder.finish(
-        config,
-        {
-            "status": "finished",
-            "failure": None,
-            "metrics": {
-                **task_metrics(task, outputs.targets, outputs.logits, subset.class_counts),
-                **feature_separation(outputs.features, outputs.targets, seed=config.seed),
-                **knn_metrics,
-            },
-            **common,
-            "epochs": settings.epochs,
-            "device": setup.description,
-            "wall_seconds": wall_seconds(),
-        },
-    )
-    checkpoints.remove()
-    return result
+    with failing_run(settings.epochs):
+        outputs = evaluate(model, test_loader, setup)
+        logits = outputs.logits * np.float32(loss_fn.logit_scale)  # ldam: the scaled cosines it trained on
+        knn_metrics = {}
+        if needs_knn(spec.aux):
+            train_eval_loader = create_loader(
+                task.train_images,
+                task.train_labels,
+                create_test_transform(mean, std),
+                indices=subset.indices,
+                batch_size=2 * settings.batch_size,
+                train=False,
+                workers=workers,
+                seed=config.seed,
+                pin_memory=setup.pin_memory,
+            )
+            knn_metrics = {"test_knn_acc": knn_accuracy(model, train_eval_loader, test_loader, setup)}
+    folder.write_outputs(logits, outputs.features, outputs.targets)
+    with failing_run(settings.epochs):
+        return {
+            **task_metrics(task, outputs.targets, logits, subset.class_counts),
+            **feature_separation(outputs.features, outputs.targets, seed=config.seed),
+            **knn_metrics,
+        }

@@ -202,3 +202,47 @@ def test_compiled_training_matches_eager_and_keeps_the_stage_taps() -> None:
     assert compiled_summary.keys() == eager.keys() and "train_loss_fscl" in eager
     for key, value in eager.items():
         assert compiled_summary[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+
+
+def test_bf16_trains_under_autocast_but_evaluates_in_float32() -> None:
+    """bf16 logits near a tie argmax to class 0 (the majority): evaluation runs without autocast, so its logits are
+    a plain float32 forward of the model in eval mode, while the training step runs under bf16 autocast."""
+    torch.manual_seed(0)
+    model = TinyTapped()
+    setup = resolve_device("cpu", "bf16")
+    dtypes: list[torch.dtype] = []
+    model.head.register_forward_hook(lambda module, inputs, output: dtypes.append(output.dtype))
+    loss_fn = create_method_loss(parse_method("ce"), [6, 6], SETTINGS)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    train_one_epoch(model, _batches(), loss_fn, optimizer, create_grad_scaler(setup), setup)
+    assert dtypes == [torch.bfloat16] * 3
+    dtypes.clear()
+    batches = _batches(2)
+    outputs = evaluate(model, batches, setup)
+    assert dtypes == [torch.float32] * 2
+    assert outputs.logits.dtype == np.float32 and outputs.features.dtype == np.float32
+    model.eval()
+    with torch.no_grad():
+        expected = [model.embed(images) for images, _ in batches]
+    np.testing.assert_allclose(outputs.logits, torch.cat([e[0] for e in expected]).numpy(), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(outputs.features, torch.cat([e[1] for e in expected]).numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_hardware_says_what_a_run_resolved_to() -> None:
+    assert resolve_device("cpu", "auto").hardware == {
+        "device_type": "cpu",
+        "precision": "fp32",
+        "channels_last": False,
+        "compile": False,
+    }
+    assert resolve_device("cpu", "bf16", compile=True).hardware == {
+        "device_type": "cpu",
+        "precision": "bf16",
+        "channels_last": False,
+        "compile": True,
+    }
+
+
+def test_an_epoch_reports_its_optimizer_steps() -> None:
+    summary = _epoch(TinyTapped(), "ce")
+    assert (summary["steps"], summary["train_images"]) == (3, 12)

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from bench import cli
 from bench.data import long_tail_counts
 from bench.data.digits import open_digits
+from bench.data.loader import steps_per_epoch
 
 runner = CliRunner()
 TINY = ["--epochs", "1", "--img-size", "16", "--majority-count", "150", "--batch-size", "32", "--seeds", "1"]
@@ -96,3 +97,37 @@ def test_metric_learning_runs_report_knn_accuracy_beside_the_classifier(tmp_path
     metrics = json.loads((tmp_path / "lt__test_resnet__triplet__r0.1__s0" / "result.json").read_text())["metrics"]
     assert 0 <= metrics["test_knn_acc"] <= 1 and "test_acc" in metrics
     assert "### kNN accuracy" in (tmp_path / "leaderboard.md").read_text()
+
+
+def count_batches(model, loader, *args, **kwargs) -> dict[str, float]:  # noqa: ANN001, ANN002, ANN003
+    """A stand-in for train_one_epoch that only draws the epoch's batches from the loader the runner built."""
+    sizes = [len(labels) for _, labels in loader]
+    return {"train_loss": 0.0, "train_acc": 0.0, "train_images": sum(sizes), "steps": len(sizes)}
+
+
+def test_every_sampler_epoch_has_the_subsets_size_unless_full(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Equal compute: ce, os and ldam+drs (after its switch at epoch 2) draw the subset's images in as many batches
+    per epoch; --oversample-epoch full draws C x n_max for os and for drs from its switch. ldam's saved test logits
+    are those it trained with, the cosines times --ldam-scale (30), not the bare cosines in [-1, 1]."""
+    monkeypatch.setattr("bench.runner.train_one_epoch", count_batches)
+    grid = ["run", "--task", "lt", "--ratios", "0.1", "--methods", "ce,os,ldam+drs", "--epochs", "2", "--drw-epoch",
+            "2", "--img-size", "8", "--majority-count", "40", "--batch-size", "16", "--seeds", "1",
+            "--backbone", "test_resnet"]  # fmt: skip
+    epochs: dict[str, dict[str, list[tuple[int, int]]]] = {}
+    for mode in ("subset", "full"):
+        out = tmp_path / mode
+        result = runner.invoke(cli.app, [*grid, "--oversample-epoch", mode, "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        epochs[mode] = {}
+        for method in ("ce", "os", "ldam+drs"):
+            run = out / f"lt__test_resnet__{method}__r0.1__s0"
+            rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+            epochs[mode][method] = [(row["train_images"], row["steps"]) for row in rows]
+            images = sum(json.loads((run / "result.json").read_text())["train_counts"].values())
+    assert images < 10 * 40
+    subset, full = (images, steps_per_epoch(images, 16)), (10 * 40, steps_per_epoch(10 * 40, 16))
+    assert epochs["subset"] == {"ce": [subset, subset], "os": [subset, subset], "ldam+drs": [subset, subset]}
+    assert epochs["full"] == {"ce": [subset, subset], "os": [full, full], "ldam+drs": [subset, full]}
+    with np.load(tmp_path / "subset" / "lt__test_resnet__ldam+drs__r0.1__s0" / "test_outputs.npz") as outputs:
+        logits = outputs["logits"]
+    assert np.abs(logits).max() <= 30 + 1e-4 and np.abs(logits).max() > 1.5

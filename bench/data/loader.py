@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, WeightedRandomSampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler, WeightedRandomSampler
 
 from bench.data.augment import seed_transform
 from bench.data.errors import DataError
@@ -85,8 +85,44 @@ def balanced_weights(labels: np.ndarray) -> torch.Tensor:
 
 
 def oversampled_size(class_counts: Sequence[int]) -> int:
-    """Items per epoch when every class is oversampled to the largest: C x max count (a long-tailed task's `os`)."""
+    """Items per epoch when every class is oversampled to the largest: C x max count (``--oversample-epoch full``)."""
     return len(class_counts) * max(class_counts)
+
+
+def steps_per_epoch(items: int, batch_size: int) -> int:
+    """Batches (optimizer steps) of a training epoch of ``items`` items: a last batch of one is folded into the
+    batch before it (:class:`FoldingBatchSampler`), so e.g. 65 items at batch size 64 are one step of 65."""
+    full, rest = divmod(items, batch_size)
+    return full + (1 if rest > 1 or (rest == 1 and full == 0) else 0)
+
+
+class FoldingBatchSampler(BatchSampler):
+    """``sampler``'s items in batches of ``batch_size``, except that a last batch of one item is folded into the
+    batch before it (which then holds ``batch_size + 1``). BatchNorm cannot normalise a batch of one image in
+    training; folding, rather than dropping, keeps every item of the epoch (a rare class's only image, say).
+    An epoch of fewer items than ``batch_size`` is one batch of them all."""
+
+    def __init__(self, sampler: Sampler[Any], batch_size: int) -> None:
+        super().__init__(sampler, batch_size, drop_last=False)
+
+    def __iter__(self) -> Iterator[list[Any]]:
+        held: list[Any] | None = None  # a full batch held back until it is known not to be the last
+        batch: list[Any] = []
+        for item in self.sampler:
+            batch.append(item)
+            if len(batch) == self.batch_size:
+                if held is not None:
+                    yield held
+                held, batch = batch, []
+        if held is not None and len(batch) == 1:
+            held, batch = held + batch, []
+        if held is not None:
+            yield held
+        if batch:
+            yield batch
+
+    def __len__(self) -> int:
+        return steps_per_epoch(len(self.sampler), self.batch_size)  # type: ignore[arg-type]
 
 
 class DeferredSampler(Sampler[int]):
@@ -128,6 +164,9 @@ class EpochSampler(Sampler[tuple[int, int]]):
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+        set_epoch = getattr(self.inner, "set_epoch", None)
+        if set_epoch is not None:  # so that len() is the named epoch's (drs changes it at its switch)
+            set_epoch(epoch)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         epoch, self.epoch = self.epoch, self.epoch + 1
@@ -143,7 +182,7 @@ class EpochSampler(Sampler[tuple[int, int]]):
 
 def set_loader_epoch(loader: DataLoader, epoch: int) -> None:
     """Name the 1-based epoch the loader's next pass loads (a training loader counts passes from 1 by itself)."""
-    set_epoch = getattr(loader.sampler, "set_epoch", None)
+    set_epoch = getattr(getattr(loader.batch_sampler, "sampler", loader.sampler), "set_epoch", None)
     if set_epoch is not None:
         set_epoch(epoch)
 
@@ -168,9 +207,10 @@ def create_loader(
     images uint8 [N, H, W, 3] and labels int64 [N] are read through indices int64 [M] (default: all N), as
     images[indices] would be, without copying them. train: reshuffled every epoch; each epoch's order and
     augmentations are seeded from (`seed`, epoch number) alone (:class:`EpochSampler`), the augmentations per
-    loader worker (workers 0 and 1 give the same batches). oversample (train only): sample M items with
-    replacement, weights 1 / class count, so classes come out 1:1 on average; `oversample_to` items per epoch
-    instead of M when given (e.g. `oversampled_size`). oversample_from (with oversample): the first epoch
+    loader worker (workers 0 and 1 give the same batches), and a last batch of one item is folded into the batch
+    before it (:class:`FoldingBatchSampler`: BatchNorm cannot train on one image). oversample (train only): sample
+    M items with replacement, weights 1 / class count, so classes come out 1:1 on average; `oversample_to` items per
+    epoch instead of M when given (e.g. `oversampled_size`). oversample_from (with oversample): the first epoch
     (1-based) that oversamples; before it the usual shuffle (deferred re-sampling). Epochs count one per pass;
     `set_loader_epoch` names the next (a resumed run). workers > 0: persistent workers, prefetch 4, each seeding
     numpy's and random's global generators from torch.initial_seed(). Eval (train=False): fixed order, no
@@ -183,7 +223,7 @@ def create_loader(
     transform = copy.deepcopy(transform)
     dataset = ArrayDataset(images, labels, transform, indices, seed=seed)
     generator = torch.Generator().manual_seed(seed)
-    sampler: Sampler[int] | None = None
+    sampler: Sampler[Any] | None = None
     if train:
         sampler = RandomSampler(dataset, generator=generator)
         if oversample:
@@ -198,16 +238,11 @@ def create_loader(
     extra: dict[str, Any] = {}
     if workers > 0:
         extra = {"persistent_workers": True, "prefetch_factor": 4, "worker_init_fn": _seed_worker}
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        sampler=sampler,
-        num_workers=workers,
-        generator=generator,
-        pin_memory=pin_memory,
-        drop_last=False,
-        **extra,
-    )
+    if sampler is None:
+        batching: dict[str, Any] = {"batch_size": batch_size, "drop_last": False}
+    else:
+        batching = {"batch_sampler": FoldingBatchSampler(sampler, batch_size)}
+    return DataLoader(dataset, num_workers=workers, generator=generator, pin_memory=pin_memory, **batching, **extra)
 
 
 def resolve_workers(requested: int | None) -> int:
