@@ -427,7 +427,9 @@ def test_cli_grid_with_the_long_tail_methods(tmp_path: Path, monkeypatch: pytest
         run = tmp_path / f"fine__test_resnet__{method}__r0.25__s0"
         record = json.loads((run / "result.json").read_text())
         assert record["status"] == "finished"
-        assert record["config"]["drw_epoch"] is None and record["config"]["supcon_temperature"] == 0.2
+        # drw_epoch is recorded resolved for the one method that switches at it (after the first 80% of 2 epochs)
+        assert record["config"]["drw_epoch"] == (default_drw_epoch(2) if method == "ldam+drs" else None)
+        assert record["config"]["supcon_temperature"] == 0.2
         rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         spec = parse_method(method)
         assert [row["epoch"] for row in rows] == [1, 2]
