@@ -216,27 +216,14 @@ def execute_run(
     check_trainable(subset, config.run_id)
     checkpoints = Checkpoints(checkpoint_path or folder.checkpoint, config, workers=workers, minutes=checkpoint_minutes)
     try:
-        outcome: dict[str, Any] = {
-            "status": "finished",
-            "failure": None,
-            "metrics": _train_and_evaluate(
-                config,
-                task,
-                folder,
-                setup,
-                subset,
-                checkpoints,
-                clock,
-                workers=workers,
-                on_resume=on_resume,
-                on_epoch=on_epoch,
-                on_batch=on_batch,
-            ),  # fmt: skip
-            "epochs": settings.epochs,
-        }
+        metrics = _train_and_evaluate(
+            config, task, folder, setup, subset, checkpoints, clock,
+            workers=workers, on_resume=on_resume, on_epoch=on_epoch, on_batch=on_batch,
+        )  # fmt: skip
+        outcome: dict[str, Any] = {"status": "finished", "failure": None, "metrics": metrics, "epochs": settings.epochs}
     except RunFailed as failure:
-        outcome = {"status": "failed", "failure": {"reason": failure.reason, "epoch": failure.epoch}}
-        outcome["epochs"] = failure.epoch
+        reason = {"reason": failure.reason, "epoch": failure.epoch}
+        outcome = {"status": "failed", "failure": reason, "epochs": failure.epoch}
     result = folder.finish(
         config,
         {
