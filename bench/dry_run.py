@@ -4,7 +4,6 @@ training steps timed on this machine. Trains nothing and writes nothing."""
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,9 +15,10 @@ from bench.checkpoint import checkpoint_file, saved_epoch
 from bench.config import GridSpec, RunConfig
 from bench.data import DatasetSource
 from bench.data.feasibility import indexed_counts, task_notes, training_counts
+from bench.data.loader import oversampled_size, steps_per_epoch
 from bench.device import DeviceSetup
 from bench.grid import pending_cells
-from bench.methods import parse_method
+from bench.methods import drw_epoch, parse_method
 from bench.speed import measure_steps
 from bench.wording import plural
 
@@ -40,7 +40,7 @@ class CellCost:
 
     @property
     def steps_per_epoch(self) -> int:
-        return math.ceil(self.train_images / self.config.settings.batch_size)
+        return steps_per_epoch(self.train_images, self.config.settings.batch_size)
 
     @property
     def seconds_per_epoch(self) -> float:
@@ -79,10 +79,19 @@ class GridEstimate:
 
 
 def train_images(source: DatasetSource, config: RunConfig) -> int:
-    """Training images of one epoch of ``config``: the subsample's size (oversampling draws as many), from the
-    indexed images (unreadable files counted)."""
+    """Training images of one epoch of ``config``, from the indexed images (unreadable files counted): the subset's
+    size, which oversampling draws as well, except with ``--oversample-epoch full`` (C x the largest class; for
+    ``drs`` from its switch epoch on, so averaged over the run's epochs)."""
     available = list(indexed_counts(source.train, config.classes).values())
-    return sum(training_counts(available, majority_count=config.settings.majority_count, ratio=config.ratio))
+    counts = training_counts(available, majority_count=config.settings.majority_count, ratio=config.ratio)
+    spec = parse_method(config.method)
+    if not spec.oversample or config.settings.oversample_epoch != "full":
+        return sum(counts)
+    if not spec.deferred_sampling:
+        return oversampled_size(counts)
+    epochs = config.settings.epochs
+    before = min(epochs, drw_epoch(config.settings) - 1)  # epochs of plain shuffling before drs switches
+    return round((before * sum(counts) + (epochs - before) * oversampled_size(counts)) / epochs)
 
 
 @contextlib.contextmanager
@@ -121,10 +130,10 @@ def estimate_grid(
             )  # fmt: skip
             step_seconds[(backbone, False)] = figures.harness_ce
             step_seconds[(backbone, True)] = figures.harness_fscl
-    sizes: dict[tuple[tuple[str, str], float], int] = {}
+    sizes: dict[tuple[tuple[str, ...], float, str], int] = {}
     remaining = []
     for cell in pending:
-        key = (cell.classes, cell.ratio)
+        key = (cell.classes, cell.ratio, cell.method)
         if key not in sizes:
             sizes[key] = train_images(source, cell)
         seconds = step_seconds[(cell.backbone, parse_method(cell.method).needs_taps)]

@@ -13,7 +13,7 @@ import torch
 from sklearn.neighbors import KNeighborsClassifier
 from torch import Tensor, nn
 
-from bench.device import DeviceSetup, autocast, evaluation_mode, to_device
+from bench.device import DeviceSetup, evaluation_mode, to_device
 
 #: Auxiliary losses whose runs get a kNN evaluation.
 METRIC_LEARNING_LOSSES = ("triplet", "supcon", "bcl")
@@ -34,8 +34,7 @@ def embed_last_tap(
     with evaluation_mode(model):
         for images, labels in loader:
             images, _ = to_device(images, labels, setup)
-            with autocast(setup):
-                _, taps = model(images)
+            _, taps = model(images)  # in float32, as evaluate(): no autocast outside training
             features.append(taps[-1].float().cpu())
             targets.append(labels)
     embedded = torch.nn.functional.normalize(torch.cat(features), dim=1)

@@ -48,12 +48,14 @@ OUTPUTS_FILE = "test_outputs.npz"
 
 
 def legacy_value(key: str, stored: dict[str, Any]) -> Any:
-    """The value a setting had in a run whose result was written before the setting existed (``stored``: that run's
-    config): what bench then did, which is not always today's default."""
+    """The value a setting had in a run whose result was written before the setting existed, or recorded it as
+    ``None`` (``stored``: that run's config): what bench then did, which is not always today's default."""
     if key == "randaug_strength":
         return "uniform"  # RandAugment strengths were drawn uniformly before the setting existed
     if key == "oversample_epoch":  # a long-tailed task's oversampled epoch was C x n_max, a binary one the subset's
         return "full" if len(stored.get("classes", ())) > 2 else "subset"
+    if key == "drw_epoch":  # recorded as None (or not at all), it meant 80% of the epochs, rounded half up
+        return max(1, int(0.8 * stored.get("epochs", PAPER_DEFAULTS["epochs"]) + 0.5))
     if key in ("supcon_weight", "bcl_weight", "triplet_weight"):
         return stored.get("sim_weight", PAPER_DEFAULTS["sim_weight"])  # all auxiliary losses shared --sim-weight
     return PAPER_DEFAULTS.get(key)
@@ -190,7 +192,7 @@ class RunFolder:
             return False
         stored = result.get("config", {})
         current = config.identity()
-        stored = {key: stored[key] if key in stored else legacy_value(key, stored) for key in current}
+        stored = {key: stored[key] if stored.get(key) is not None else legacy_value(key, stored) for key in current}
         changed = sorted(key for key in current if stored[key] != current[key])
         if changed:
             key = changed[0]

@@ -162,11 +162,11 @@ def _estimate_line(plan: Plan, out: Path, setup: DeviceSetup) -> str:
     if not pending:
         return "estimate: nothing left to train"
     settings = plan.spec.settings
-    sizes: dict[tuple[tuple[str, ...], float], int] = {}
+    sizes: dict[tuple[tuple[str, ...], float, str], int] = {}
     for cell in pending:
-        if (cell.classes, cell.ratio) not in sizes:
-            sizes[(cell.classes, cell.ratio)] = train_images(plan.source, cell)
-    images = sum(sizes[(cell.classes, cell.ratio)] for cell in pending) * settings.epochs
+        if (cell.classes, cell.ratio, cell.method) not in sizes:
+            sizes[(cell.classes, cell.ratio, cell.method)] = train_images(plan.source, cell)
+    images = sum(sizes[(cell.classes, cell.ratio, cell.method)] for cell in pending) * settings.epochs
     what = (
         f"estimate: {plural(len(pending), 'run')} to train, {images:,} training images in all at {settings.img_size} px"
     )

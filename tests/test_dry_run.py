@@ -169,3 +169,17 @@ def test_notes_on_ratios_the_data_cannot_give_sit_under_the_table(tmp_path: Path
     assert line.startswith("estimate: 1 run, 1 epoch, ") and line.endswith(
         "wall time with 1 parallel worker: 2.0 s"
     )  # 4 steps
+
+
+def test_the_estimate_counts_steps_as_the_loader_makes_them(tmp_path: Path, timed: list) -> None:
+    """Ratio 0.05 of 20 majority images: 20 + 1 = 21 images; at batch 10 the last batch of one folds into the one
+    before (2 steps, not 3). With --oversample-epoch full, os draws 2 x 20 = 40 images an epoch (4 steps)."""
+    base = ["--task", "fine", "--ratios", "0.05", "--seeds", "1", "--epochs", "2", "--img-size", "16",
+            "--majority-count", "20", "--batch-size", "10", "--backbone", "test_resnet"]  # fmt: skip
+    for methods, extra, seconds in (("ce,os", [], 2 * 2 * 2 * CE_STEP), ("os", ["--oversample-epoch", "full"],
+                                    2 * 4 * CE_STEP)):  # fmt: skip
+        result = runner.invoke(
+            cli.app, ["run", *base, "--methods", methods, *extra, "--dry-run", "--out", str(tmp_path)]
+        )
+        assert result.exit_code == 0, result.output
+        assert f"{seconds:.1f} s of training" in result.output, result.output

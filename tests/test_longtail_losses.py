@@ -454,4 +454,4 @@ def test_cli_grid_with_the_long_tail_methods(tmp_path: Path, monkeypatch: pytest
     path.write_text(json.dumps(record))
     rerun = CliRunner().invoke(cli.app, [*args[:6], "ldam+drs", *args[7:-4], "--out", str(tmp_path)])
     assert rerun.exit_code == 0, rerun.output
-    assert "1 of 1 runs already finished" in rerun.output
+    assert "1 of 1 run already finished" in rerun.output

@@ -193,3 +193,16 @@ def test_a_run_says_before_training_when_the_data_cannot_give_an_asked_ratio(mon
     lines = result.output.splitlines()
     assert "note: task fine: ratios 0.01 and 0.001 give the same training subset (60 vs 1)" in lines
     assert lines.index("note: task fine: ratios 0.01 and 0.001 give the same training subset (60 vs 1)") < 15
+
+
+def test_a_drw_epoch_recorded_as_none_means_what_it_meant_then() -> None:
+    """Before --drw-epoch was recorded resolved, None meant 80% of the epochs rounded (8 of 10); today's default is
+    floor(0.8 x E) + 1 (9 of 10, as Cao et al.'s code), so such a 10-epoch ldam run is not today's run."""
+    from bench.results import legacy_value
+    from losses import default_drw_epoch
+
+    assert legacy_value("drw_epoch", {"epochs": 10, "drw_epoch": None}) == 8 != default_drw_epoch(10) == 9
+    assert legacy_value("drw_epoch", {"epochs": 2}) == 2 == default_drw_epoch(2)
+    assert legacy_value("bcl_weight", {"sim_weight": 0.5}) == 0.5
+    assert legacy_value("oversample_epoch", {"classes": ["a", "b", "c"]}) == "full"
+    assert legacy_value("oversample_epoch", {"classes": ["a", "b"]}) == "subset"
