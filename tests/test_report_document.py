@@ -194,5 +194,6 @@ def test_settings_table_shows_a_loss_setting_only_for_grids_that_use_it(fake_run
     older = records[0].__class__(**{**template, "method": "ldam+drs", "config": {}})  # written before the settings
     table = settings_table([*records, focal, older])
     assert "| focal_gamma | 1.5 | - |" in table
-    assert "| drw_epoch | default | - |" in table and "| ldam_scale | 30.0 | - |" in table
+    # written before drw_epoch was recorded resolved: 80% of its (paper default, 100) epochs, as bench then did
+    assert "| drw_epoch | 80 | - |" in table and "| ldam_scale | 30.0 | - |" in table
     assert not any(line.startswith("| la_tau") for line in table)
