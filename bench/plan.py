@@ -153,7 +153,7 @@ def plan_run(
         presets.update(layer.tasks)
     resolved, sources = resolve_layers(
         [
-            (f"data set default ({source.name})", source.defaults),
+            (f"data set default ({source.defaults_from or source.name})", source.defaults),
             *((layer.label, layer.options) for layer in files),
             (FLAG_SOURCE, options),
         ]

@@ -206,3 +206,27 @@ def test_a_drw_epoch_recorded_as_none_means_what_it_meant_then() -> None:
     assert legacy_value("bcl_weight", {"sim_weight": 0.5}) == 0.5
     assert legacy_value("oversample_epoch", {"classes": ["a", "b", "c"]}) == "full"
     assert legacy_value("oversample_epoch", {"classes": ["a", "b"]}) == "subset"
+
+
+def test_a_copy_of_cifar10_trains_like_the_built_in_one(tmp_path: Path) -> None:
+    """The shared CIFAR-10 JPEG copy planned 224 px / 100 epochs: a folder of CIFAR-10's ten classes takes the
+    built-in cifar10's defaults (below its bench.toml and flags), and says so."""
+    from bench.data.cifar import CIFAR10_CLASSES
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for name in CIFAR10_CLASSES:
+            (tmp_path / "c10" / split / name).mkdir(parents=True)
+            Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(
+                tmp_path / "c10" / split / name / "0.png"
+            )
+    (tmp_path / "c10" / "bench.toml").write_text('epochs = 4\n[tasks.fine]\nclasses = ["deer", "horse"]\n')
+    plan = plan_run(data=str(tmp_path / "c10"), config_path=None, task_names=("fine",), classes=None, options={})
+    assert (plan.options["img_size"], plan.options["seeds"], plan.options["majority_count"]) == (32, 3, 5000)
+    assert plan.sources["img_size"] == "data set default (cifar10: its ten class folders)"
+    assert plan.options["epochs"] == 4 and plan.sources["epochs"] == str(tmp_path / "c10" / "bench.toml")
+    other = _write_folder(tmp_path / "wildlife")
+    assert (
+        plan_run(data=str(other), config_path=None, task_names=(), classes=CLASSES[:2], options={}).options["img_size"]
+        == PAPER_DEFAULTS["img_size"]
+    )

@@ -20,6 +20,7 @@ META_FILE = "batches.meta"
 
 CIFAR10_TASKS: dict[str, tuple[str, str]] = {"fine": ("deer", "horse"), "coarse": ("deer", "frog")}
 CIFAR10_DEFAULTS: dict[str, int] = {"img_size": 32, "epochs": 20, "majority_count": 5000, "seeds": 3}
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 CIFAR10_FINGERPRINT = hashlib.sha256(b"cifar-10-python/data_batch_1-5/test_batch").hexdigest()[:12]
 
 

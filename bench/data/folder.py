@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.data.cifar import CIFAR10_CLASSES, CIFAR10_DEFAULTS
 from bench.data.errors import DataError
 from bench.data.splits import DatasetSource, ImageSplit
 from bench.data.taskfile import load_task_file
@@ -126,6 +127,8 @@ def open_folder(data: str | Path) -> DatasetSource:
         test=test,
         test_split=test_split,
         tasks=tasks,
-        defaults={},
+        # a copy of CIFAR-10 (e.g. as JPEGs) trains like the built-in one unless its settings say otherwise
+        defaults=dict(CIFAR10_DEFAULTS) if set(train.classes) == set(CIFAR10_CLASSES) else {},
         fingerprint=_fingerprint(root, [train, test]),
+        defaults_from="cifar10: its ten class folders" if set(train.classes) == set(CIFAR10_CLASSES) else "",
     )

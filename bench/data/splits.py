@@ -72,7 +72,8 @@ class DatasetSource:
     name: "digits", "cifar10" or the folder path as given. test_split: "test", "val" or "valid".
     tasks: presets, name -> (majority, minority), or more than two classes head first (long-tailed); a preset may
     name an unusable class folder (an error only when a run uses it). defaults: data-set specific settings
-    (img_size, epochs, majority_count, seeds); empty for user folders. fingerprint: short data hash.
+    (img_size, epochs, majority_count, seeds); empty for user folders, except a copy of CIFAR-10 (its ten class
+    folders), which gets the built-in cifar10's, named by defaults_from. fingerprint: short data hash.
     """
 
     name: str
@@ -82,6 +83,7 @@ class DatasetSource:
     tasks: dict[str, tuple[str, ...]] = field(default_factory=dict)
     defaults: dict[str, int] = field(default_factory=dict)
     fingerprint: str = ""
+    defaults_from: str = ""  # whose defaults ``defaults`` are, when not the data set's own name's
 
     def __post_init__(self) -> None:
         if self.train.classes != self.test.classes:
