@@ -269,9 +269,18 @@ def doctor(
     ratios: Annotated[str | None, typer.Option(help=_option_help(OPTIONS_BY_NAME["ratios"]))] = None,
     majority_count: Annotated[int | None, typer.Option(help=_option_help(OPTIONS_BY_NAME["majority_count"]))] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Where downloaded data sets go.")] = None,
+    near_threshold: Annotated[
+        int,
+        typer.Option(
+            help="Bits (of 64) up to which a test image's difference hash may differ from a train image's for the two "
+            "to count as near-duplicates.",
+            min=0,
+            max=16,
+        ),
+    ] = 6,
 ) -> None:
     """Check a data set before a long grid: unusable class folders, readable images, unreadable files, train/test
-    duplicates, image sizes, and what each ratio gives.
+    duplicates and near-duplicates, image sizes, and what each ratio gives.
 
     Exit code 0 when nothing that changes results was found, 1 when something was (listed under problems).
     """
@@ -299,7 +308,10 @@ def doctor(
                     bars[what] = progress.add_task(f"reading {what}", total=total)
                 progress.update(bars[what], completed=done)
 
-            report = examine(plan.source, spec.tasks, spec.ratios, spec.settings.majority_count, progress=advance)
+            report = examine(
+                plan.source, spec.tasks, spec.ratios, spec.settings.majority_count, progress=advance,
+                near_threshold=near_threshold,
+            )  # fmt: skip
     except _user_errors() as error:
         fail(str(error))
     for line in render(report):

@@ -1,8 +1,10 @@
 """``bench doctor``: check a data set before a long grid.
 
 Class folders no task can use, counts of readable images per class and split, files that cannot be read, images
-shared between the train and test splits (same bytes, or the same decoded pixels), the distribution of image sizes
-and modes, and, for every task and ratio, the training images the run's subsampling gives from the readable images.
+shared between the train and test splits (same bytes, or the same decoded pixels), test images that are near-duplicates
+of train images (difference hashes a few bits apart: burst frames, re-encoded or shifted copies), the distribution of
+image sizes and modes, and, for every task and ratio, the training images the run's subsampling gives from the
+readable images.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from PIL import Image, UnidentifiedImageError
 
 from bench.data import DatasetSource, ImageSplit
 from bench.data.feasibility import Feasibility, check_feasibility, left_out_note
+from bench.near_duplicates import NEAR_THRESHOLD, can_hash, dhash, find_near_pairs
 from bench.task import check_classes
 from bench.wording import join_and, plural
 
@@ -28,7 +31,8 @@ Progress = Callable[[str, int, int], None]  # (what, done, total)
 
 @dataclass(frozen=True)
 class ImageInfo:
-    """What the doctor learns from one image: its size and mode, hashes of its bytes and pixels, or the error."""
+    """What the doctor learns from one image: its size and mode, hashes of its bytes and pixels and its difference
+    hash (None for images smaller than 9 x 8 px), or the error."""
 
     name: str  # "<split>/<class>/<file>" or "<split>/<class>/#<index>" for in-memory data sets
     width: int = 0
@@ -36,6 +40,7 @@ class ImageInfo:
     mode: str = ""
     byte_hash: str = ""
     pixel_hash: str = ""
+    near_hash: int | None = None
     error: str = ""
 
 
@@ -63,21 +68,47 @@ class TaskCheck:
 
 
 @dataclass(frozen=True)
+class NearDuplicate:
+    """A test image and its nearest train image by difference hash: ``distance`` bits of 64 apart."""
+
+    train: str
+    test: str
+    distance: int
+    pairs: int  # train images within the threshold of this test image
+
+    @property
+    def train_class(self) -> str:
+        return _class_of(self.train)
+
+    @property
+    def test_class(self) -> str:
+        return _class_of(self.test)
+
+
+@dataclass(frozen=True)
 class DoctorReport:
     dataset: str
     splits: list[SplitReport]
     duplicates: list[tuple[str, str, str]]  # (train image, test image, "same bytes" | "same pixels")
     tasks: list[TaskCheck]
     unusable: dict[str, str] = field(default_factory=dict)  # class folder -> why no task can use it
+    near_duplicates: list[NearDuplicate] = field(default_factory=list)  # test images not in ``duplicates``
+    near_threshold: int = NEAR_THRESHOLD
+    unhashed: int = 0  # readable images too small for the difference hash
 
     @property
     def problems(self) -> list[str]:
-        """Findings that change results: unusable class folders, unreadable files, train/test overlap, ratios the
-        data cannot give, tasks the run refuses."""
+        """Findings that change results: unusable class folders, unreadable files, train/test overlap (identical
+        or near-duplicate), ratios the data cannot give, tasks the run refuses."""
         found = [f"class {name} cannot be used: {reason}" for name, reason in self.unusable.items()]
         found += [f"{plural(len(s.unreadable), 'unreadable file')} in {s.name}" for s in self.splits if s.unreadable]
         if self.duplicates:
             found.append(f"{plural(len(self.duplicates), 'image')} in both the train and the test split")
+        if self.near_duplicates:
+            found.append(
+                f"{plural(len(self.near_duplicates), 'test image')} near-duplicates of train images "
+                f"(difference hash within {self.near_threshold} of 64 bits, not identical)"
+            )
         for check in self.tasks:
             notes = [check.blocked] if check.feasibility is None else check.feasibility.notes
             found += [f"task {check.task}: {note}" for note in notes]
@@ -93,6 +124,9 @@ def inspect_file(path: Path, name: str) -> ImageInfo:
         with Image.open(path) as image:
             width, height, mode = image.width, image.height, image.mode
             pixels = image.convert("RGB").tobytes()
+        near_hash = (
+            dhash(np.frombuffer(pixels, np.uint8).reshape(height, width, 3)) if can_hash(width, height) else None
+        )
     except UnidentifiedImageError:
         return ImageInfo(name=name, error="not a recognised image")
     except Exception as error:  # truncated files and unsupported modes raise many types
@@ -104,13 +138,16 @@ def inspect_file(path: Path, name: str) -> ImageInfo:
         mode=mode,
         byte_hash=hashlib.sha1(data).hexdigest(),
         pixel_hash=hashlib.sha1(pixels).hexdigest(),
+        near_hash=near_hash,
     )
 
 
 def _inspect_array(image: np.ndarray, name: str) -> ImageInfo:
     pixels = np.ascontiguousarray(image).tobytes()
     digest = hashlib.sha1(pixels).hexdigest()
-    return ImageInfo(name=name, width=image.shape[1], height=image.shape[0], mode="RGB", pixel_hash=digest)
+    height, width = image.shape[:2]
+    near_hash = dhash(np.ascontiguousarray(image)) if can_hash(width, height) else None
+    return ImageInfo(name=name, width=width, height=height, mode="RGB", pixel_hash=digest, near_hash=near_hash)
 
 
 def inspect_split(
@@ -156,6 +193,38 @@ def find_duplicates(train: SplitReport, test: SplitReport) -> list[tuple[str, st
     return found
 
 
+def _class_of(name: str) -> str:
+    return name.split("/")[1]  # names are "<split>/<class>/<file>"
+
+
+def find_near_duplicates(
+    train: SplitReport, test: SplitReport, *, threshold: int = NEAR_THRESHOLD, identical: Sequence[str] = ()
+) -> list[NearDuplicate]:
+    """Test images (other than the ``identical`` ones, already reported) whose difference hash is within
+    ``threshold`` bits of a train image's, in test order, each with its nearest train image (a same-class one on a
+    tie) and how many train images are that near. Classes may differ: a mislabelled copy leaks too."""
+    train_images = [i for i in train.images if i.near_hash is not None]
+    skip = set(identical)
+    test_images = [i for i in test.images if i.near_hash is not None and i.name not in skip]
+    if not train_images or not test_images:
+        return []
+    pairs = find_near_pairs(
+        np.array([i.near_hash for i in train_images], dtype=np.uint64),
+        np.array([i.near_hash for i in test_images], dtype=np.uint64),
+        threshold,
+    )
+    train_classes = np.array([_class_of(i.name) for i in train_images])
+    test_classes = np.array([_class_of(i.name) for i in test_images])
+    other_class = train_classes[pairs[:, 0]] != test_classes[pairs[:, 1]]
+    order = np.lexsort((pairs[:, 0], other_class, pairs[:, 2], pairs[:, 1]))  # by test, distance, same class first
+    pairs = pairs[order]
+    tests, first, counts = np.unique(pairs[:, 1], return_index=True, return_counts=True)
+    return [
+        NearDuplicate(train_images[pairs[k, 0]].name, test_images[j].name, int(pairs[k, 2]), int(n))
+        for j, k, n in zip(tests, first, counts, strict=True)
+    ]
+
+
 def check_task(
     source: DatasetSource, splits: Sequence[SplitReport], task: str, classes: tuple[str, ...],
     ratios: Sequence[float], majority_count: int,
@@ -190,19 +259,27 @@ def examine(
     *,
     threads: int | None = None,
     progress: Progress | None = None,
+    near_threshold: int = NEAR_THRESHOLD,
 ) -> DoctorReport:
-    """Inspect both splits of ``source`` and check every task x ratio (a task's unknown class: DataError first)."""
+    """Inspect both splits of ``source``, compare their images (identical, or difference hashes within
+    ``near_threshold`` bits) and check every task x ratio (a task's unknown class: DataError first)."""
     check_task_classes(source, tasks)
     train = inspect_split(source.train, "train", threads=threads, progress=progress)
     test = inspect_split(source.test, source.test_split, threads=threads, progress=progress)
+    duplicates = find_duplicates(train, test)
+    near = find_near_duplicates(train, test, threshold=near_threshold, identical=[name for _, name, _ in duplicates])
+    unhashed = sum(not i.error and i.near_hash is None for split in (train, test) for i in split.images)
     return DoctorReport(
         dataset=source.name,
         splits=[train, test],
-        duplicates=find_duplicates(train, test),
+        duplicates=duplicates,
         tasks=[
             check_task(source, [train, test], task, tuple(classes), ratios, majority_count) for task, classes in tasks
         ],
         unusable=source.unusable,
+        near_duplicates=near,
+        near_threshold=near_threshold,
+        unhashed=unhashed,
     )
 
 
@@ -239,6 +316,34 @@ def _task_lines(check: TaskCheck) -> list[str]:
     return lines + [f"  {check.task}: {note}" for note in check.feasibility.same_subsets]
 
 
+def _near_lines(report: DoctorReport, examples: int) -> list[str]:
+    """How many test images per class are near-duplicates of train images, the first few pairs, and why it matters."""
+    head = f"near-duplicates (difference hash within {report.near_threshold} of 64 bits, not identical)"
+    lines = [] if not report.unhashed else [f"  {plural(report.unhashed, 'image')} under 9 x 8 px not hashed"]
+    if not report.near_duplicates:
+        return [f"{head}: none", *lines]
+    test = report.splits[1]
+    by_class = Counter(near.test_class for near in report.near_duplicates)
+    across = Counter(near.test_class for near in report.near_duplicates if near.train_class != near.test_class)
+    pairs: Counter[str] = Counter()
+    for near in report.near_duplicates:
+        pairs[near.test_class] += near.pairs
+    lines.insert(0, f"{head}:")
+    for name, count in ((name, by_class[name]) for name in test.counts if by_class[name]):
+        note = f"; {across[name]} nearest to another class's image" if across[name] else ""
+        lines.append(
+            f"  {test.name}/{name}: {count} of {plural(test.counts[name], 'image')} near a train image "
+            f"({plural(pairs[name], 'pair')}{note})"
+        )
+    for near in report.near_duplicates[:examples]:
+        lines.append(f"  near (distance {near.distance}): {near.train} ~ {near.test}")
+    lines.append(
+        "  burst frames or the same scene on both sides of the split inflate test accuracy; split by location or "
+        "sequence, or move these images"
+    )
+    return lines
+
+
 def render(report: DoctorReport, *, examples: int = 5) -> list[str]:
     """The report as lines of text, problems last."""
     lines = [f"data set {report.dataset}"]
@@ -252,6 +357,7 @@ def render(report: DoctorReport, *, examples: int = 5) -> list[str]:
             lines.append(f"  unreadable: {image.name}: {image.error}")
     for train_name, test_name, how in report.duplicates[:examples]:
         lines.append(f"  in both splits ({how}): {train_name} = {test_name}")
+    lines += _near_lines(report, examples)
     if report.tasks:
         lines.append("ratios (majority / minority, or head / tail, training images from the readable ones):")
     for check in report.tasks:

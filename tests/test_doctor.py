@@ -1,7 +1,9 @@
-"""``bench doctor`` on a folder the test makes: counts, bad files, train/test duplicates, sizes, ratio checks."""
+"""``bench doctor`` on a folder the test makes: counts, bad files, train/test duplicates and near-duplicates, sizes,
+ratio checks."""
 
 from __future__ import annotations
 
+import inspect
 import shutil
 from pathlib import Path
 
@@ -12,7 +14,17 @@ from typer.testing import CliRunner
 
 from bench import cli
 from bench.data import open_source
-from bench.doctor import examine, find_duplicates, inspect_file, inspect_split, render
+from bench.doctor import (
+    ImageInfo,
+    SplitReport,
+    examine,
+    find_duplicates,
+    find_near_duplicates,
+    inspect_file,
+    inspect_split,
+    render,
+)
+from bench.near_duplicates import NEAR_THRESHOLD, dhash
 
 runner = CliRunner()
 
@@ -157,3 +169,104 @@ def test_doctor_notes_ratios_the_data_cannot_give() -> None:
     assert "  1-vs-8 at 0.1: 60 / 6" in lines
     assert "  - task 1-vs-8: ratio 0.001 asks 0.06 minority images of 60; it gets 1 (actual ratio 0.0167)" in lines
     assert "  - task 1-vs-8: ratios 0.01 and 0.001 give the same training subset (60 vs 1)" in lines
+
+
+def _scene(seed: int, size: tuple[int, int] = (64, 48)) -> np.ndarray:
+    """A smooth grey-ish scene (a few bright and dark blobs) with slight pixel noise: uint8 [H, W, 3]."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0 : size[1], 0 : size[0]].astype(float)
+    grey = np.full(x.shape, 128.0)
+    for _ in range(6):
+        cx, cy, r, a = rng.uniform(0, size[0]), rng.uniform(0, size[1]), rng.uniform(5, 20), rng.uniform(-120, 120)
+        grey += a * np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * r * r))
+    pixels = np.repeat(np.clip(grey, 0, 250)[..., None], 3, axis=2) + rng.integers(0, 3, (*x.shape, 3))
+    return pixels.astype(np.uint8)
+
+
+def _make_scenes(root: Path) -> Path:
+    """train: deer 0-3, horse 0-3 (8 distinct scenes); test: 2 distinct scenes a class, plus deer/noisy.png (train
+    deer 0 with pixel noise), deer/shifted.png (train horse 1 moved 1 px: another class), horse/brighter.png (train
+    horse 2, 12 levels brighter) and horse/copy.png (train horse 3's bytes: identical, not near)."""
+    seed = 200
+    for split, count in (("train", 4), ("test", 2)):
+        for name in ("deer", "horse"):
+            (root / split / name).mkdir(parents=True)
+            for i in range(count):
+                seed += 1
+                Image.fromarray(_scene(seed)).save(root / split / name / f"{i}.png")
+    noisy = _scene(201).astype(int) + np.random.default_rng(0).integers(-4, 5, (48, 64, 3))
+    Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)).save(root / "test" / "deer" / "noisy.png")
+    Image.fromarray(np.roll(_scene(206), 1, axis=1)).save(root / "test" / "deer" / "shifted.png")
+    Image.fromarray(_scene(207) + 12).save(root / "test" / "horse" / "brighter.png")
+    shutil.copy(root / "train" / "horse" / "3.png", root / "test" / "horse" / "copy.png")
+    return root
+
+
+def test_near_duplicates_across_the_split(tmp_path: Path) -> None:
+    root = _make_scenes(tmp_path / "data")
+    report = examine(open_source(root), [("fine", ("deer", "horse"))], [1.0], majority_count=100, threads=2)
+    assert report.duplicates == [("train/horse/3.png", "test/horse/copy.png", "same bytes")]
+    found = [(n.train, n.test, n.pairs) for n in report.near_duplicates]
+    assert found == [
+        ("train/deer/0.png", "test/deer/noisy.png", 1),
+        ("train/horse/1.png", "test/deer/shifted.png", 1),
+        ("train/horse/2.png", "test/horse/brighter.png", 1),
+    ]  # copy.png is reported once, as identical
+    assert all(0 <= n.distance <= NEAR_THRESHOLD for n in report.near_duplicates)
+    assert "3 test images near-duplicates of train images (difference hash within 6 of 64 bits, not identical)" in (
+        report.problems
+    )
+    lines = render(report)
+    assert "  test/deer: 2 of 4 images near a train image (2 pairs; 1 nearest to another class's image)" in lines
+    assert "  test/horse: 1 of 4 images near a train image (1 pair)" in lines
+    assert any(line.startswith("  near (distance ") and line.endswith("train/deer/0.png ~ test/deer/noisy.png")
+               for line in lines)  # fmt: skip
+    assert any("split by location or sequence" in line for line in lines)
+    # none of the distinct scenes is near another; a tighter threshold drops the farther pairs
+    train, test = report.splits
+    assert find_near_duplicates(train, test, threshold=0, identical=["test/horse/copy.png"]) == [
+        n for n in report.near_duplicates if n.distance == 0
+    ]
+
+
+def test_cli_near_duplicates_exit_1_and_threshold(tmp_path: Path) -> None:
+    root = _make_scenes(tmp_path / "data")
+    (root / "test" / "horse" / "copy.png").unlink()
+    args = ["doctor", "--data", str(root), "--classes", "deer", "horse", "--ratios", "1"]
+    result = runner.invoke(cli.app, args)
+    assert result.exit_code == 1, result.output
+    assert "problems: 1" in result.output and "  - 3 test images near-duplicates of train images" in result.output
+    for name in ("noisy", "shifted", "brighter"):
+        (root / "test" / ("horse" if name == "brighter" else "deer") / f"{name}.png").unlink()
+    clean = runner.invoke(cli.app, args)
+    assert clean.exit_code == 0, clean.output
+    assert "near-duplicates (difference hash within 6 of 64 bits, not identical): none" in clean.output
+    assert "problems: none found" in clean.output
+    assert "within 9 of 64 bits" in runner.invoke(cli.app, [*args, "--near-threshold", "9"]).output
+    default = inspect.signature(cli.doctor).parameters["near_threshold"].default
+    assert default == NEAR_THRESHOLD
+
+
+def test_dhash_of_a_file_matches_its_pixels(tmp_path: Path) -> None:
+    pixels = _scene(1)
+    Image.fromarray(pixels).save(tmp_path / "a.png")
+    assert inspect_file(tmp_path / "a.png", "a").near_hash == dhash(pixels)
+    Image.new("RGB", (8, 8)).save(tmp_path / "small.png")
+    assert inspect_file(tmp_path / "small.png", "s").near_hash is None
+    digits = examine(open_source("digits"), [], [], majority_count=10)  # 8 x 8 images: too small to hash
+    assert digits.near_duplicates == [] and digits.unhashed == 1797
+    assert "  1797 images under 9 x 8 px not hashed" in render(digits)
+
+
+def test_nearest_train_image_wins_and_ties_go_to_the_same_class() -> None:
+    def split(name: str, hashes: list[tuple[str, int]]) -> SplitReport:
+        images = [ImageInfo(f"{name}/{c}/{i}.png", near_hash=h) for i, (c, h) in enumerate(hashes)]
+        return SplitReport(name, files={}, images=images)
+
+    train = split("train", [("horse", 0b1), ("deer", 0b11), ("horse", 0b1100), ("deer", 0b0101), ("deer", 7 << 40)])
+    test = split("test", [("deer", 0), ("deer", 0b0100), ("horse", 7 << 61)])
+    found = [(n.train, n.test, n.distance, n.pairs) for n in find_near_duplicates(train, test, threshold=2)]
+    assert found == [
+        ("train/horse/0.png", "test/deer/0.png", 1, 4),  # the nearest, though another class
+        ("train/deer/3.png", "test/deer/1.png", 1, 3),  # horse 2 and deer 3 are 1 bit away: deer wins
+    ]
