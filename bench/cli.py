@@ -449,6 +449,76 @@ def cache(
     typer.echo("\n".join(render_listing(folder, entries, leftovers, now)))
 
 
+@app.command()
+def crops(
+    detections: Annotated[
+        Path, typer.Argument(help="MegaDetector batch-output JSON, format 1.x (MegaDetector, SpeciesNet, AddaxAI).")
+    ],
+    images: Annotated[Path, typer.Option(help="The folder the detections' 'file' paths are relative to.")],
+    out: Annotated[
+        Path, typer.Option(help="Where to write the crops data set: a new folder, or one this command made.")
+    ],
+    labels: Annotated[
+        Path | None,
+        typer.Option(help="CSV with columns file,label and optionally location,datetime,sequence. \\[first folder]"),
+    ] = None,
+    min_conf: Annotated[float, typer.Option(help="Lowest detection confidence kept (0..1).")] = 0.2,
+    categories: Annotated[str, typer.Option(help="Detection category names kept, comma-separated.")] = "animal",
+    per_image: Annotated[str, typer.Option(help="all: every kept box of an image; top: its most confident.")] = "all",
+    square: Annotated[
+        bool, typer.Option("--square/--no-square", help="Grow each box to a square around its centre.")
+    ] = True,
+    margin: Annotated[float, typer.Option(help="Context added on each edge, as a fraction of the box side.")] = 0.1,
+    min_size: Annotated[int, typer.Option(help="Boxes shorter than this many pixels on a side are dropped.")] = 32,
+    test_fraction: Annotated[float, typer.Option(help="Share of each class's crops that go to test.")] = 0.2,
+    group: Annotated[
+        str | None,
+        typer.Option(
+            help="What stays on one side of the split: location, sequence or none (by image; can leak). "
+            "\\[location when --labels has locations, else sequence]"
+        ),
+    ] = None,
+    burst_seconds: Annotated[
+        float, typer.Option(help="Frames of one folder this close in time form one sequence (no CSV sequence).")
+    ] = 60.0,
+    seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
+) -> None:
+    """Cut detector boxes into an ImageFolder (OUT/train, OUT/test, crops.csv, bench.toml) with a train/test split
+    by location or sequence, and print counts: images, failures, detections kept and dropped by reason, crops per
+    class and split. bench reads a detector's output; it does not run one."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from bench.config import parse_names
+    from bench.crops.dataset import CropSettings, render_summary, write_crops
+    from bench.crops.detections import DetectionsFormatError
+
+    try:
+        settings = CropSettings(
+            detections=str(detections.expanduser().resolve()), images=str(images.expanduser().resolve()),
+            labels=str(labels.expanduser().resolve()) if labels else None, min_conf=min_conf,
+            categories=parse_names(categories, "--categories"), per_image=per_image, square=square, margin=margin,
+            min_size=min_size, test_fraction=test_fraction, group=group, burst_seconds=burst_seconds, seed=seed,
+        )  # fmt: skip
+        with Progress(transient=True, console=Console(stderr=True)) as progress:
+            bar = progress.add_task("cropping source images", total=None)
+
+            def advance(done: int, total: int) -> None:
+                progress.update(bar, completed=done, total=total)
+
+            summary = write_crops(settings, out.expanduser().resolve(), progress=advance)
+    except DetectionsFormatError as error:
+        for problem in error.problems:
+            typer.echo(f"error: {one_line(problem)}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except _user_errors() as error:
+        fail(str(error))
+    except OSError as error:
+        fail(f"cannot write the crops to {out}: {error.strerror or error}; check the folder and free space")
+    for line in render_summary(summary):
+        typer.echo(line)
+
+
 @app.command("methods")
 def list_methods() -> None:
     """List the method components; combine them with + (e.g. fscl+os, cb+fscl)."""

@@ -48,6 +48,7 @@ class CropSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        BoxRules(self.min_conf, tuple(self.categories), self.per_image, self.min_size)  # its one-line errors
         if self.group is not None and self.group not in GROUPINGS:
             raise ConfigError(f"--group must be one of {', '.join(GROUPINGS)}, got '{self.group}'")
         if self.burst_seconds < 0:
