@@ -118,6 +118,10 @@ def test_rerun_writes_nothing_and_another_command_is_refused(tmp_path):
     changed = CropSettings(**{**settings.__dict__, "min_conf": 0.3})
     with pytest.raises(DataError, match=r"was made by another bench crops command \(min-conf: 0.2 there, 0.3 now\)"):
         write_crops(changed, out)
+    labels = tmp_path / "labels.csv"
+    labels.write_text(labels.read_text().replace(",fox,", ",deer,"))
+    with pytest.raises(DataError, match="was made from another labels file"):
+        write_crops(settings, out)
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "x.txt").write_text("x")
     with pytest.raises(DataError, match="exists and was not made by bench crops"):

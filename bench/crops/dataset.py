@@ -5,6 +5,7 @@ that made it, so that a rerun writes nothing new and another command into the sa
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -106,8 +107,23 @@ def displayed_size(path: Path) -> tuple[int, int]:
     return (height, width) if orientation in _ROTATED else (width, height)
 
 
+def _digest(path: str | None) -> str | None:
+    """SHA-256 of a file's bytes; None for no file or one that cannot be read (reading it later says why)."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else None
+    except OSError:
+        return None
+
+
+def _record(settings: CropSettings) -> dict:
+    """What crops.json holds: the settings and the SHA-256 of the detections and labels files read."""
+    inputs = {"detections": _digest(settings.detections), "labels": _digest(settings.labels)}
+    return {**settings.as_table(), "inputs_sha256": inputs}
+
+
 def _check_out(out: Path, settings: CropSettings) -> None:
-    """A folder made by the same settings may be written again (nothing new); anything else there is refused."""
+    """A folder made by the same settings from the same files may be written again (nothing new); anything else
+    there is refused."""
     saved = out / SETTINGS_FILE
     if saved.is_file():
         try:
@@ -121,6 +137,13 @@ def _check_out(out: Path, settings: CropSettings) -> None:
             raise DataError(
                 f"{out} was made by another bench crops command ({key.replace('_', '-')}: {before.get(key)!r} there, "
                 f"{now[key]!r} now); pass a new --out or delete {out}"
+            )
+        changed = [name for name, digest in _record(settings)["inputs_sha256"].items()
+                   if before.get("inputs_sha256", {}).get(name) != digest]  # fmt: skip
+        if changed:
+            raise DataError(
+                f"{out} was made from another {changed[0]} file (its content changed since); pass a new --out or "
+                f"delete {out}"
             )
     elif out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(f"{out} exists and was not made by bench crops; pass a new or empty --out folder")
@@ -258,7 +281,7 @@ def write_crops(
     _check_out(out, settings)
     crops, summary = plan_crops(settings)
     out.mkdir(parents=True, exist_ok=True)
-    _write_if_changed(out / SETTINGS_FILE, json.dumps(settings.as_table(), indent=2) + "\n")
+    _write_if_changed(out / SETTINGS_FILE, json.dumps(_record(settings), indent=2) + "\n")
     by_source: dict[str, list[PlannedCrop]] = {}
     for crop in crops:
         by_source.setdefault(crop.source, []).append(crop)
