@@ -27,6 +27,7 @@ class ConfigError(ValueError):
 CB_KINDS = ("softmax", "sigmoid", "focal")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 RANDAUG_STRENGTHS = ("fixed", "uniform")  # torchvision's fixed signed strength, or uniform in [-m, m]
+RESIZE_MODES = ("stretch", "pad", "center-crop")  # how a frame becomes a square of --img-size pixels
 OVERSAMPLE_EPOCHS = ("subset", "full")  # an oversampled epoch: the subset's size, or C x the largest class
 EXECUTORS = ("local", "ray")
 
@@ -251,6 +252,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("seeds", 10, _int_at_least(1), "Run seeds 0..N-1.", "Grid", int),
     # data and protocol
     Option("img_size", 224, _int_at_least(8), "Square input size in pixels.", "Data and protocol", int, settings=True),
+    Option("resize", "stretch", _choice(RESIZE_MODES),
+           "How an image becomes a square of --img-size: stretch (the paper's; squeezes a 16:9 frame), pad (letterbox "
+           "with the image's mean colour) or center-crop.", "Data and protocol", settings=True),
     Option("majority_count", 10000, _int_at_least(1),
            "Majority-class training images (capped at what exists); with --task lt the head class's.",
            "Data and protocol", int, settings=True),

@@ -121,7 +121,12 @@ def run_grid(
     for cell in pending:
         if cell.classes not in tasks:
             tasks[cell.classes] = prepare_task(
-                source, cell.classes, spec.settings.img_size, cache_dir=cache_dir, progress=observer.preparing
+                source,
+                cell.classes,
+                spec.settings.img_size,
+                resize=spec.settings.resize,
+                cache_dir=cache_dir,
+                progress=observer.preparing,
             )
             summary.skipped_files.extend(tasks[cell.classes].skipped)
         with contextlib.ExitStack() as stack:

@@ -109,7 +109,10 @@ def _prepare_on_driver(
         return []
     skipped: list[str] = []
     for classes in dict.fromkeys(cell.classes for cell in pending):
-        task = prepare_task(source, classes, spec.settings.img_size, cache_dir=cache_dir, progress=observer.preparing)
+        settings = spec.settings
+        task = prepare_task(
+            source, classes, settings.img_size, resize=settings.resize, cache_dir=cache_dir, progress=observer.preparing
+        )
         skipped.extend(task.skipped)
     return skipped
 

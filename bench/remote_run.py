@@ -44,14 +44,16 @@ class WorkerOptions:
     checkpoint_dir: Path | None = None  # storage every node can write; without it a retried run starts over
 
 
-def cached_task(source: DatasetSource, classes: tuple[str, ...], img_size: int, cache_dir: Path | None) -> TaskData:
+def cached_task(
+    source: DatasetSource, classes: tuple[str, ...], img_size: int, cache_dir: Path | None, resize: str = "stretch"
+) -> TaskData:
     """The task's decoded images, prepared once per worker process and kept for the next runs of the same task."""
-    key = (source.name, source.fingerprint, classes, img_size, None if cache_dir is None else str(cache_dir))
+    key = (source.name, source.fingerprint, classes, img_size, resize, None if cache_dir is None else str(cache_dir))
     if key not in _TASKS:
         if len(_TASKS) >= _MAX_TASKS:
             _TASKS.clear()
         with _node_lock(cache_dir):
-            _TASKS[key] = prepare_task(source, classes, img_size, cache_dir=cache_dir)
+            _TASKS[key] = prepare_task(source, classes, img_size, resize=resize, cache_dir=cache_dir)
     return _TASKS[key]
 
 
@@ -108,7 +110,8 @@ def train_remote(config: RunConfig, source: DatasetSource, options: WorkerOption
     torch.set_num_threads(threads_for(options.cpus_per_run))
     setup = resolve_device(options.device, config.settings.amp, compile=options.compile)
     workers = options.workers if options.workers is not None else threads_for(options.cpus_per_run) - 1
-    task = cached_task(source, config.classes, config.settings.img_size, options.cache_dir)
+    settings = config.settings
+    task = cached_task(source, config.classes, settings.img_size, options.cache_dir, settings.resize)
     with tempfile.TemporaryDirectory(prefix="bench-run-") as scratch:
         folder = RunFolder(Path(scratch) / config.run_id)
         checkpoints = {}

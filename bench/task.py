@@ -85,10 +85,12 @@ def prepare_task(
     classes: tuple[str, ...],
     img_size: int,
     *,
+    resize: str = "stretch",
     cache_dir: Path | None = None,
     progress: Progress | None = None,
 ) -> TaskData:
-    """Decode the task's classes in both splits at ``img_size``; unreadable files are skipped and listed.
+    """Decode the task's classes in both splits at ``img_size``, made square as ``resize`` says (stretch, pad or
+    center-crop: see :func:`bench.data.resize_square`); unreadable files are skipped and listed.
 
     With ``cache_dir``, ImageFolder splits go through the decode cache there (see :mod:`bench.data.cache`).
     """
@@ -98,9 +100,10 @@ def prepare_task(
     for split_name, split in (("train", source.train), (source.test_split, source.test)):
         report = None if progress is None else (lambda done, total, what=split_name: progress(what, done, total))
         if cache_dir is None:
-            decoded[split_name] = (split, decode_split(split, classes, img_size, progress=report))
+            decoded[split_name] = (split, decode_split(split, classes, img_size, resize=resize, progress=report))
         else:
-            decoded[split_name] = (split, decode_split_cached(split, classes, img_size, cache_dir, progress=report))
+            cached = decode_split_cached(split, classes, img_size, cache_dir, resize=resize, progress=report)
+            decoded[split_name] = (split, cached)
     train_split, train = decoded["train"]
     test_split, test = decoded[source.test_split]
     return TaskData(

@@ -44,9 +44,9 @@ def count_reads(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """Record every file read_image decodes from now on."""
     read, real = [], decode_module.read_image
 
-    def counting(path: Path, size: int) -> np.ndarray:
+    def counting(path: Path, size: int, resize: str = "stretch") -> np.ndarray:
         read.append(path)
-        return real(path, size)
+        return real(path, size, resize)
 
     monkeypatch.setattr(decode_module, "read_image", counting)
     return read
@@ -127,10 +127,10 @@ def _build_in_child(split: ImageSplit, cache: str, barrier, results) -> None:
     """Decode class a through the cache, in lockstep with another process; send back what it got and read."""
     real, read = decode_module.read_image, []
 
-    def in_lockstep(path: Path, size: int) -> np.ndarray:
+    def in_lockstep(path: Path, size: int, resize: str = "stretch") -> np.ndarray:
         barrier.wait(timeout=60)
         read.append(path)
-        return real(path, size)
+        return real(path, size, resize)
 
     decode_module.read_image = in_lockstep
     decoded = decode_split_cached(split, ["a"], SIZE, Path(cache), threads=1)

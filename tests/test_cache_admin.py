@@ -67,7 +67,9 @@ def test_cli_lists_then_removes_unused_orphaned_and_all(tmp_path: Path) -> None:
     data, cache = fill(tmp_path)
     listed = runner.invoke(cli.app, ["cache", "--cache-dir", str(cache)])
     assert listed.exit_code == 0, listed.output
-    assert f"| {(data / 'train').resolve()} | horse | 8 | 5 |" in listed.output and "2 entries" in listed.output
+    assert (
+        f"| {(data / 'train').resolve()} | horse | 8 | stretch | 5 |" in listed.output and "2 entries" in listed.output
+    )
 
     age(scan(cache)[0][0].path, 30)  # deer
     removed = runner.invoke(cli.app, ["cache", "--cache-dir", str(cache), "--unused", "7"])

@@ -1,9 +1,10 @@
-"""A decoded-image cache on disk for ImageFolder splits: one entry per class's files at one image size.
+"""A decoded-image cache on disk for ImageFolder splits: one entry per class's files at one image size and mode.
 
 <cache_dir>/decoded/<key>/images.u8  raw uint8 [n, S, S, 3]: the class's readable files, in split order
-<cache_dir>/decoded/<key>/meta.json  written last: format, img_size, class, split root, shape, kept, skipped
+<cache_dir>/decoded/<key>/meta.json  written last: format, img_size, resize, class, split root, shape, kept, skipped
 
-The key hashes CACHE_FORMAT, the image size and each file's resolved path, size and mtime, so a changed, added or
+The key hashes CACHE_FORMAT, the image size, the resize mode (pad, center-crop; stretch adds nothing, so entries
+written before --resize existed stay valid) and each file's resolved path, size and mtime, so a changed, added or
 removed file gives a new key and stale pixels are never served. An entry is built in a temporary folder and renamed
 into place, so concurrent builders never leave a partial entry; an entry that is damaged counts as absent.
 """
@@ -66,9 +67,11 @@ class CacheEntry:
     reasons: dict[int, str]
 
 
-def entry_key(resolved: Sequence[str], img_size: int) -> str:
-    """sha256 hex digest of CACHE_FORMAT, img_size and every file's resolved path, size and mtime_ns, in order."""
-    digest = hashlib.sha256(f"bench decoded images v{CACHE_FORMAT}\0{img_size}\n".encode())
+def entry_key(resolved: Sequence[str], img_size: int, resize: str = "stretch") -> str:
+    """sha256 hex digest of CACHE_FORMAT, img_size, the resize mode and every file's resolved path, size and mtime_ns,
+    in order. stretch adds nothing to the hash: its keys are those of entries written before --resize existed."""
+    mode = "" if resize == "stretch" else f"\0{resize}"
+    digest = hashlib.sha256(f"bench decoded images v{CACHE_FORMAT}\0{img_size}{mode}\n".encode())
     for path in resolved:
         try:
             stat = os.stat(path)
@@ -86,7 +89,7 @@ def _write_error(root: Path, error: OSError) -> DataError:
     )
 
 
-def _read_entry(folder: Path, files: ClassFiles, img_size: int) -> CacheEntry | None:
+def _read_entry(folder: Path, files: ClassFiles, img_size: int, resize: str) -> CacheEntry | None:
     """The entry in `folder` if it is complete and describes `files`; None if it is absent, partial or damaged."""
     try:
         meta = json.loads((folder / META).read_text(encoding="utf-8"))
@@ -95,6 +98,8 @@ def _read_entry(folder: Path, files: ClassFiles, img_size: int) -> CacheEntry | 
         failed = np.setdiff1d(np.arange(len(files.paths)), kept)
         in_order = np.array_equal(kept, np.unique(kept[(kept >= 0) & (kept < len(files.paths))]))
         if not in_order or meta["format"] != CACHE_FORMAT or shape != (len(kept), img_size, img_size, 3):
+            return None
+        if meta.get("resize", "stretch") != resize:  # entries written before --resize existed hold stretched images
             return None
         reasons = {}
         for position, text in zip(failed.tolist(), meta["skipped"], strict=True):
@@ -122,13 +127,13 @@ def _sync_folder(folder: Path) -> None:
 
 
 def _write_entry(
-    folder: Path, files: ClassFiles, img_size: int, threads: int | None, progress: Progress | None
+    folder: Path, files: ClassFiles, img_size: int, resize: str, threads: int | None, progress: Progress | None
 ) -> None:
     """Decode the class into images.u8 in `folder`, then meta.json, each synced to disk."""
     with open(folder / IMAGES, "wb") as out:
         paths = [Path(p) for p in files.resolved]
         failures = decode_files(
-            paths, img_size, lambda _, image: out.write(image.data), threads=threads, progress=progress
+            paths, img_size, lambda _, image: out.write(image.data), resize=resize, threads=threads, progress=progress
         )
         out.flush()
         os.fsync(out.fileno())
@@ -139,6 +144,7 @@ def _write_entry(
     meta = {
         "format": CACHE_FORMAT,
         "img_size": img_size,
+        "resize": resize,
         "class": files.name,
         "root": files.split_root,
         "shape": [len(kept), img_size, img_size, 3],
@@ -153,13 +159,19 @@ def _write_entry(
 
 
 def _build_entry(
-    root: Path, key: str, files: ClassFiles, img_size: int, threads: int | None, progress: Progress | None
+    root: Path,
+    key: str,
+    files: ClassFiles,
+    img_size: int,
+    resize: str,
+    threads: int | None,
+    progress: Progress | None,
 ) -> Path:
     """Write the class's entry into a new temporary folder under `root` and return that folder."""
     folder = root / f".tmp-{key}-{os.getpid()}-{secrets.token_hex(4)}"
     try:
         folder.mkdir(parents=True)
-        _write_entry(folder, files, img_size, threads, progress)
+        _write_entry(folder, files, img_size, resize, threads, progress)
     except OSError as error:
         shutil.rmtree(folder, ignore_errors=True)
         raise _write_error(root, error) from None
@@ -202,19 +214,21 @@ def load_class(
     img_size: int,
     root: Path,
     *,
+    resize: str = "stretch",
     threads: int | None = None,
     progress: Progress | None = None,
 ) -> CacheEntry:
-    """The class's entry under `root`, decoding its files only when there is no valid entry for them yet."""
+    """The class's entry under `root` for images made square as `resize` says, decoding its files only when there is
+    no valid entry for them yet."""
     require_readable(files.name, len(files.paths), ())  # a class without files
-    entry = root / entry_key(files.resolved, img_size)
+    entry = root / entry_key(files.resolved, img_size, resize)
     for _ in range(READ_ATTEMPTS):
-        found = _read_entry(entry, files, img_size)
+        found = _read_entry(entry, files, img_size, resize)
         if found is not None:
             _mark_used(entry)
             return found
         discard_entry(entry)
-        _publish(_build_entry(root, entry.name, files, img_size, threads, progress), entry)
+        _publish(_build_entry(root, entry.name, files, img_size, resize, threads, progress), entry)
     raise DataError(f"the decode cache entry {entry} is unreadable right after writing it; pass --no-decode-cache")
 
 
@@ -234,17 +248,19 @@ def decode_split_cached(
     img_size: int,
     cache_dir: Path,
     *,
+    resize: str = "stretch",
     threads: int | None = None,
     progress: Progress | None = None,
 ) -> DecodedImages:
-    """decode_split through the cache in `cache_dir`/decoded: the same pixels, order, labels and skipped files.
+    """decode_split through the cache in `cache_dir`/decoded: the same pixels, order, labels and skipped files (an
+    entry holds one resize mode; another mode has its own entry).
 
     `images` is an ImageStack over one read-only memmap per class, so nothing is copied into memory. Only classes
     without a valid entry are decoded; progress(done, total) as decode_split, and after each class. Splits held in
     memory (built-in data sets) bypass the cache.
     """
     if split.paths is None:
-        return decode_split(split, class_names, img_size, threads=threads, progress=progress)
+        return decode_split(split, class_names, img_size, resize=resize, threads=threads, progress=progress)
     labels_wanted, indices = select_classes(split, class_names, img_size)
     root = Path(cache_dir).expanduser() / "decoded"
     split_root = os.path.commonpath([os.path.abspath(p) for p in split.paths])
@@ -254,7 +270,7 @@ def decode_split_cached(
         paths = tuple(split.paths[i] for i in in_class)
         files = ClassFiles(split.classes[label], split_root, paths, tuple(os.path.realpath(p) for p in paths))
         report = None if progress is None else (lambda d, _, start=done: progress(start + d, len(indices)))
-        entry = load_class(files, img_size, root, threads=threads, progress=report)
+        entry = load_class(files, img_size, root, resize=resize, threads=threads, progress=report)
         done += len(in_class)
         if progress is not None:
             progress(done, len(indices))

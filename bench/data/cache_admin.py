@@ -22,7 +22,8 @@ LEFTOVER_GRACE_SECONDS = 3600  # a builder on another machine sharing the folder
 
 @dataclass(frozen=True)
 class EntryInfo:
-    """One decoded class: where its files were, which class, at what size, how many images, bytes, last use."""
+    """One decoded class: where its files were, which class, at what size and resize mode, how many images, bytes,
+    last use."""
 
     path: Path
     root: str  # the split folder its files shared ("" when meta.json is unreadable)
@@ -31,6 +32,7 @@ class EntryInfo:
     images: int
     bytes: int
     last_used: float  # seconds since the epoch
+    resize: str = "stretch"  # how its images were made square ("" when meta.json is unreadable)
 
     @property
     def orphaned(self) -> bool:
@@ -81,9 +83,9 @@ def _entry(folder: Path) -> EntryInfo:
         meta = json.loads((folder / META).read_text(encoding="utf-8"))
         last_used = (folder / META).stat().st_mtime
         return EntryInfo(folder, str(meta["root"]), str(meta["class"]), int(meta["img_size"]),
-                         int(meta["shape"][0]), size, last_used)  # fmt: skip
+                         int(meta["shape"][0]), size, last_used, str(meta.get("resize", "stretch")))  # fmt: skip
     except (OSError, ValueError, KeyError, TypeError, IndexError):
-        return EntryInfo(folder, "", "", 0, 0, size, folder.stat().st_mtime)
+        return EntryInfo(folder, "", "", 0, 0, size, folder.stat().st_mtime, "")
 
 
 def _pid_of(name: str) -> int | None:
@@ -110,7 +112,7 @@ def scan(cache_dir: Path) -> tuple[list[EntryInfo], list[Leftover]]:
             leftovers.append(Leftover(folder, _folder_bytes(folder), _pid_of(folder.name), modified))
         elif (folder / IMAGES).exists() or (folder / META).exists():
             entries.append(_entry(folder))
-    entries.sort(key=lambda e: (e.root, e.name, e.img_size, e.path.name))
+    entries.sort(key=lambda e: (e.root, e.name, e.img_size, e.resize, e.path.name))
     return entries, leftovers
 
 
@@ -157,15 +159,17 @@ def render_listing(folder: Path, entries: list[EntryInfo], leftovers: list[Lefto
     if not entries and not leftovers:
         return [f"the decode cache in {folder} is empty"]
     mib = 2**20
-    lines = [f"decode cache in {folder}/decoded", "| split folder | class | img px | images | MiB | last used |",
-             "|:---|:---|---:|---:|---:|:---|"]  # fmt: skip
+    lines = [f"decode cache in {folder}/decoded",
+             "| split folder | class | img px | resize | images | MiB | last used |",
+             "|:---|:---|---:|:---|---:|---:|:---|"]  # fmt: skip
     for entry in entries:
         where = entry.root or "(unreadable entry)"
         if entry.root and entry.orphaned:
             where += " (gone)"
         used = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.last_used))
         lines.append(
-            f"| {where} | {entry.name} | {entry.img_size} | {entry.images} | {entry.bytes / mib:.1f} | {used} |"
+            f"| {where} | {entry.name} | {entry.img_size} | {entry.resize} | {entry.images} | {entry.bytes / mib:.1f} "
+            f"| {used} |"
         )
     lines.append(f"{len(entries)} entries, {sum(e.bytes for e in entries) / mib:.1f} MiB")
     if leftovers:

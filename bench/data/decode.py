@@ -33,13 +33,38 @@ class DecodedImages:
     skipped: tuple[str, ...] = ()
 
 
-def resize_square(image: np.ndarray, size: int) -> np.ndarray:
-    """uint8 [H, W, 3] -> [size, size, 3] with cv2: INTER_AREA when shrinking both sides, else INTER_LINEAR."""
-    height, width = image.shape[:2]
-    if height == size and width == size:
+def _scale(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """uint8 [H, W, 3] -> [height, width, 3] with cv2: INTER_AREA when shrinking both sides, else INTER_LINEAR."""
+    if image.shape[0] == height and image.shape[1] == width:
         return image
-    interpolation = cv2.INTER_AREA if height >= size and width >= size else cv2.INTER_LINEAR
-    return cv2.resize(image, (size, size), interpolation=interpolation)
+    shrinking = image.shape[0] >= height and image.shape[1] >= width
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+
+
+def resize_square(image: np.ndarray, size: int, resize: str = "stretch") -> np.ndarray:
+    """uint8 [H, W, 3] -> [size, size, 3] as ``resize`` says (a square image gives the same pixels in every mode).
+
+    stretch: both sides scaled to ``size`` (the paper's protocol; a 16:9 frame is squeezed). pad: the longer side
+    scaled to ``size``, the aspect ratio kept, centred on a square of the image's own mean colour (per channel,
+    rounded). center-crop: the centre square of side min(H, W), scaled to ``size``.
+    """
+    if resize not in ("stretch", "pad", "center-crop"):
+        raise ValueError(f"unknown resize mode {resize!r}; expected stretch, pad or center-crop")
+    height, width = image.shape[:2]
+    if resize == "stretch" or height == width:
+        return _scale(image, size, size)
+    if resize == "center-crop":
+        side = min(height, width)
+        top, left = (height - side) // 2, (width - side) // 2
+        return _scale(image[top : top + side, left : left + side], size, size)
+    longer = max(height, width)
+    new_height, new_width = (max(1, round(n * size / longer)) for n in (height, width))
+    mean = np.rint(image.reshape(-1, image.shape[2]).mean(axis=0, dtype=np.float64)).astype(np.uint8)
+    out = np.empty((size, size, image.shape[2]), dtype=np.uint8)
+    out[:] = mean
+    top, left = (size - new_height) // 2, (size - new_width) // 2
+    out[top : top + new_height, left : left + new_width] = _scale(image, new_width, new_height)
+    return out
 
 
 def _to_rgb(image: Image.Image) -> np.ndarray:
@@ -65,8 +90,9 @@ def _to_rgb(image: Image.Image) -> np.ndarray:
     return np.asarray(image, dtype=np.uint8)
 
 
-def read_image(path: Path, size: int) -> np.ndarray:
-    """One file -> uint8 [size, size, 3] RGB: EXIF orientation applied, converted to RGB, resized with cv2.
+def read_image(path: Path, size: int, resize: str = "stretch") -> np.ndarray:
+    """One file -> uint8 [size, size, 3] RGB: EXIF orientation applied, converted to RGB, made square by
+    :func:`resize_square` in mode ``resize``.
 
     JPEGs are decoded at a reduced DCT scale when that still leaves at least `size` pixels a side.
     Raises whatever Pillow raises for files it cannot read.
@@ -79,7 +105,7 @@ def read_image(path: Path, size: int) -> np.ndarray:
             oriented = ImageOps.exif_transpose(image)
         except Exception:  # a damaged EXIF block: keep the pixels as stored
             oriented = image
-        return np.ascontiguousarray(resize_square(_to_rgb(oriented), size))
+        return np.ascontiguousarray(resize_square(_to_rgb(oriented), size, resize))
 
 
 def _reason(path: Path, error: Exception) -> str:
@@ -99,10 +125,11 @@ def decode_files(
     img_size: int,
     store: Callable[[int, np.ndarray], None],
     *,
+    resize: str = "stretch",
     threads: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[int, str]:
-    """Decode `paths` with read_image in a thread pool of `threads` (default min(8, cpu count)).
+    """Decode `paths` with read_image (in mode `resize`) in a thread pool of `threads` (default min(8, cpu count)).
 
     store(position, uint8 [img_size, img_size, 3]) is called in path order, from the calling thread, for every
     file that could be read. progress(done, total) is called about every 1% and at the end.
@@ -114,7 +141,7 @@ def decode_files(
 
     def work(path: Path) -> np.ndarray | str:
         try:
-            return read_image(path, img_size)
+            return read_image(path, img_size, resize)
         except Exception as error:  # truncated, empty, not an image, unsupported mode ...
             return f"{path}: {_reason(path, error)}"
 
@@ -167,10 +194,12 @@ def decode_split(
     class_names: Sequence[str],
     img_size: int,
     *,
+    resize: str = "stretch",
     threads: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> DecodedImages:
-    """Decode every image of `class_names` (in split index order) to uint8 [N, img_size, img_size, 3].
+    """Decode every image of `class_names` (in split index order) to uint8 [N, img_size, img_size, 3], made square
+    as `resize` says (see :func:`resize_square`).
 
     Files are read by a thread pool of `threads` (default min(8, cpu count)); unreadable ones are
     skipped, listed in `skipped` and announced by one warning. progress(done, total) is called
@@ -183,13 +212,13 @@ def decode_split(
     if split.images is not None:
         step = max(1, total // 100)
         for position, index in enumerate(indices):
-            out[position] = resize_square(split.images[index], img_size)
+            out[position] = resize_square(split.images[index], img_size, resize)
             if progress is not None and ((position + 1) % step == 0 or position + 1 == total):
                 progress(position + 1, total)
     else:
         assert split.paths is not None
         paths = [split.paths[i] for i in indices]
-        failures = decode_files(paths, img_size, out.__setitem__, threads=threads, progress=progress)
+        failures = decode_files(paths, img_size, out.__setitem__, resize=resize, threads=threads, progress=progress)
 
     labels = split.labels[indices]
     for label in labels_wanted:

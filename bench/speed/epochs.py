@@ -62,9 +62,9 @@ def count_decodes() -> Iterator[list[int]]:
     counter = [0]
     original = decode_module.read_image
 
-    def counting(path: Path, size: int) -> np.ndarray:
+    def counting(path: Path, size: int, resize: str = "stretch") -> np.ndarray:
         counter[0] += 1
-        return original(path, size)
+        return original(path, size, resize)
 
     decode_module.read_image = counting
     try:
