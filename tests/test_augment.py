@@ -28,6 +28,12 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
+# Rotate at magnitude 30 is 30 degrees, whose sine is exactly 1/2: on an odd-sized image many pixels' sources lie
+# exactly halfway between two, and nearest neighbour may take either. OpenCV 5.0 rounds them as torchvision does,
+# OpenCV 5.1 does not (17 of 33 x 33 pixels). So up to 5% of the pixels may differ there; every other magnitude and
+# size must match exactly (a wrong angle, sign or interpolation changes hundreds of pixels).
+
+
 def sample_images(size: int) -> list[np.ndarray]:
     """A full-range noise image and a low-contrast one (so auto-contrast and equalize have work to do)."""
     rng = np.random.default_rng(size)
@@ -71,8 +77,9 @@ def test_fixed_op_equals_torchvision_at_every_magnitude(index: int) -> None:
                 for sign in (1, -1):
                     ours, theirs = bench_op(op, image, sign), torchvision_op(image, name, magnitude, sign)
                     assert ours.shape == theirs.shape and ours.dtype == np.uint8
-                    differ = (ours != theirs).any(axis=-1)
-                    assert not (differ & ~shear_ties(name, magnitude, size)).any(), (name, size, magnitude, sign)
+                    unexplained = (ours != theirs).any(axis=-1) & ~shear_ties(name, magnitude, size)
+                    allowed = size * size // 20 if name == "Rotate" and magnitude == 30 else 0  # see the note above
+                    assert unexplained.sum() <= allowed, (name, size, magnitude, sign, int(unexplained.sum()))
 
 
 def shear_ties(name: str, magnitude: int, size: int) -> np.ndarray:
