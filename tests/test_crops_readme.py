@@ -1,6 +1,6 @@
 """README.md's "From camera-trap photographs" section, run as written on the small camera-trap set the writer's
-tests build (md.json, photos/, labels.csv): bench crops, then bench doctor on its output. The grid's options are
-those of "Your own data", which test_readme trains for real; here its --task is checked against bench.toml."""
+tests build (md.json, photos/, labels.csv): bench crops, bench doctor on its output, the grid (its --task checked
+against the bench.toml bench crops wrote) trained for real on the crops, and its report."""
 
 import re
 import shlex
@@ -41,3 +41,9 @@ def test_the_section_runs_as_written(tmp_path, monkeypatch):
     out = Path(run[run.index("--data") + 1])
     tasks = load_config_file(out / "bench.toml", data_root=out).tasks
     assert tasks == {run[run.index("--task") + 1]: ("deer", "fox")}
+    trained = runner.invoke(cli.app, run[1:])  # the section's grid, trained for real on the crops
+    assert trained.exit_code == 0, trained.output
+    assert len(list((tmp_path / "runs" / "crops").glob("*/result.json"))) == 8
+    reported = runner.invoke(cli.app, report[1:])
+    assert reported.exit_code == 0, reported.output
+    assert (tmp_path / "runs" / "crops" / "report.md").is_file()
