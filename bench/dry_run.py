@@ -94,6 +94,15 @@ def train_images(source: DatasetSource, config: RunConfig) -> int:
     return round((before * sum(counts) + (epochs - before) * oversampled_size(counts)) / epochs)
 
 
+def images_per_epoch(source: DatasetSource, cells: list[RunConfig]) -> list[int]:
+    """:func:`train_images` of each cell, computed once per (classes, ratio, method)."""
+    sizes: dict[tuple[tuple[str, ...], float, str], int] = {}
+    for cell in cells:
+        if (cell.classes, cell.ratio, cell.method) not in sizes:
+            sizes[(cell.classes, cell.ratio, cell.method)] = train_images(source, cell)
+    return [sizes[(cell.classes, cell.ratio, cell.method)] for cell in cells]
+
+
 @contextlib.contextmanager
 def torch_threads(threads: int) -> Iterator[None]:
     """torch uses ``threads`` CPU threads inside the block."""
@@ -130,15 +139,12 @@ def estimate_grid(
             )  # fmt: skip
             step_seconds[(backbone, False)] = figures.harness_ce
             step_seconds[(backbone, True)] = figures.harness_fscl
-    sizes: dict[tuple[tuple[str, ...], float, str], int] = {}
+    images = images_per_epoch(source, pending)
     remaining = []
-    for cell in pending:
-        key = (cell.classes, cell.ratio, cell.method)
-        if key not in sizes:
-            sizes[key] = train_images(source, cell)
+    for cell, count in zip(pending, images, strict=True):
         seconds = step_seconds[(cell.backbone, parse_method(cell.method).needs_taps)]
         done = saved_epoch(checkpoint_file(out_dir, cell.run_id, checkpoint_dir), cell)
-        remaining.append(CellCost(cell, sizes[key], seconds, done))
+        remaining.append(CellCost(cell, count, seconds, done))
     notes = task_notes(source, spec.tasks, spec.ratios, majority_count=settings.majority_count)
     return GridEstimate(cells, remaining, parallel, step_seconds, setup.description, threads, notes)
 

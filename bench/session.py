@@ -155,18 +155,14 @@ def _estimate_line(plan: Plan, out: Path, setup: DeviceSetup) -> str:
     training steps take at this machine's speed (``bench run --dry-run`` gives the breakdown)."""
     import torch
 
-    from bench.dry_run import estimate_grid, format_duration, train_images
+    from bench.dry_run import estimate_grid, format_duration, images_per_epoch
     from bench.grid import pending_cells
 
     pending = pending_cells(plan.spec, out)
     if not pending:
         return "estimate: nothing left to train"
     settings = plan.spec.settings
-    sizes: dict[tuple[tuple[str, ...], float, str], int] = {}
-    for cell in pending:
-        if (cell.classes, cell.ratio, cell.method) not in sizes:
-            sizes[(cell.classes, cell.ratio, cell.method)] = train_images(plan.source, cell)
-    images = sum(sizes[(cell.classes, cell.ratio, cell.method)] for cell in pending) * settings.epochs
+    images = sum(images_per_epoch(plan.source, pending)) * settings.epochs
     what = (
         f"estimate: {plural(len(pending), 'run')} to train, {images:,} training images in all at {settings.img_size} px"
     )
