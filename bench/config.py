@@ -258,6 +258,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("majority_count", 10000, _int_at_least(1),
            "Majority-class training images (capped at what exists); with --task lt the head class's.",
            "Data and protocol", int, settings=True),
+    Option("val_count", 100, _int_at_least(0),
+           "Validation images per class, held out of training at every ratio (at most half a class's images; a data "
+           "set with val/ and test/ uses its own val/). Sweeps and post-hoc adjustment choose on it; 0: none.",
+           "Data and protocol", int, settings=True),
     # training
     Option("epochs", 100, _int_at_least(1), "Training epochs.", "Training", int, settings=True),
     Option("batch_size", 64, _int_at_least(2), "Batch size.", "Training", int, settings=True),

@@ -56,6 +56,8 @@ def legacy_value(key: str, stored: dict[str, Any]) -> Any:
         return "full" if len(stored.get("classes", ())) > 2 else "subset"
     if key == "drw_epoch":  # recorded as None (or not at all), it meant 80% of the epochs, rounded half up
         return max(1, int(0.8 * stored.get("epochs", PAPER_DEFAULTS["epochs"]) + 0.5))
+    if key == "val_count":
+        return 0  # no validation split was held out before the setting existed
     if key in ("supcon_weight", "bcl_weight", "triplet_weight"):
         return stored.get("sim_weight", PAPER_DEFAULTS["sim_weight"])  # all auxiliary losses shared --sim-weight
     return PAPER_DEFAULTS.get(key)

@@ -43,6 +43,13 @@ class RunRecord:
     actual_ratio: float | None = None  # minority / majority training images used (None: not recorded)
     hardware: dict[str, Any] = field(default_factory=dict)  # device_type, precision, ...; empty: unknown (older runs)
     sources: dict[str, str] = field(default_factory=dict)  # option -> where its value came from; empty: unknown
+    variant: tuple[tuple[str, Any], ...] = ()  # a swept run's settings (result.json "sweep"), e.g. (("sim_weight", 0.3),)
+    posthoc_tau: float | None = None  # a post-hoc logit-adjusted row (reports.posthoc): the tau chosen on validation
+
+    @property
+    def derived(self) -> bool:
+        """A row computed from other runs' saved outputs (an ensemble or a post-hoc adjustment): it trained nothing."""
+        return bool(self.members) or self.posthoc_tau is not None
 
     @property
     def is_long_tail(self) -> bool:
