@@ -43,7 +43,7 @@ class RunRecord:
     actual_ratio: float | None = None  # minority / majority training images used (None: not recorded)
     hardware: dict[str, Any] = field(default_factory=dict)  # device_type, precision, ...; empty: unknown (older runs)
     sources: dict[str, str] = field(default_factory=dict)  # option -> where its value came from; empty: unknown
-    variant: tuple[tuple[str, Any], ...] = ()  # a swept run's settings (result.json "sweep"), e.g. (("sim_weight", 0.3),)
+    variant: tuple[tuple[str, Any], ...] = ()  # a swept run's settings (result.json "sweep")
     posthoc_tau: float | None = None  # a post-hoc logit-adjusted row (reports.posthoc): the tau chosen on validation
 
     @property
