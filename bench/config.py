@@ -7,10 +7,11 @@ values (:data:`PAPER_DEFAULTS`). Every value is validated here, so the rest of t
 from __future__ import annotations
 
 import difflib
+import itertools
 import math
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field, make_dataclass
+from dataclasses import asdict, dataclass, field, make_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -201,7 +202,9 @@ class Option:
     ``--on/--off`` pair). ``kind`` is the command line's value type. ``settings``: the option changes a run's numbers
     (a field of :class:`TrainSettings`, part of what keys a finished run). ``used_by``: the method components that
     read it (``None``: every run); a run whose method uses none of them is not keyed by it. ``shown_default`` is the
-    help's text for a default that its value cannot say (``None`` values that mean "computed").
+    help's text for a default that its value cannot say (``None`` values that mean "computed"). ``sweepable``: the
+    option takes several values, each a cell of its own (:meth:`parse_value`); its ``kind`` is then ``str`` so that
+    the command line takes ``0.1,0.3``.
     """
 
     name: str
@@ -214,10 +217,31 @@ class Option:
     settings: bool = False
     used_by: tuple[str, ...] | None = None
     shown_default: str | None = None
+    sweepable: bool = False
 
     @property
     def flag_name(self) -> str:
         return "--" + self.name.replace("_", "-")
+
+    def parse_value(self, value: Any, name: str) -> Any:
+        """``value`` validated by :attr:`parse`; for a sweepable option, several values (a comma-separated string or a
+        list) are each validated so and become a tuple without duplicates, in the order given (one value stays a
+        scalar). ``name`` (the flag, or the TOML key) is what error messages call the option."""
+        if not self.sweepable or not (isinstance(value, (list, tuple)) or (isinstance(value, str) and "," in value)):
+            return self.parse(value, name)
+        items = [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else list(value)
+        if not items:
+            raise ConfigError(f"{name} is empty; give one value, or several separated by commas to sweep them")
+        values = _unique(self.parse(item, name) for item in items)
+        names: dict[str, Any] = {}
+        for parsed in values:
+            other = names.setdefault(format_value(parsed), parsed)
+            if other != parsed:
+                raise ConfigError(
+                    f"{name} values {other!r} and {parsed!r} both read {format_value(parsed)} in a run folder's "
+                    "name; give values that differ in their first 6 significant digits"
+                )
+        return values[0] if len(values) == 1 else values
 
     def default_text(self) -> str:
         """The default as ``--help`` shows it."""
@@ -240,6 +264,7 @@ def format_value(value: Any) -> str:
 
 
 _AUX = ("fscl", "supcon", "bcl", "triplet")
+_SWEEP = " Several values, comma-separated, sweep it."
 
 OPTIONS: tuple[Option, ...] = (
     # grid
@@ -265,10 +290,10 @@ OPTIONS: tuple[Option, ...] = (
     # training
     Option("epochs", 100, _int_at_least(1), "Training epochs.", "Training", int, settings=True),
     Option("batch_size", 64, _int_at_least(2), "Batch size.", "Training", int, settings=True),
-    Option("lr", 1e-3, _float_in(0.0, math.inf, low_open=True, high_open=True), "Adam learning rate.", "Training",
-           float, settings=True),
-    Option("weight_decay", 1e-5, _float_in(0.0, math.inf, high_open=True), "Adam weight decay.", "Training", float,
-           settings=True),
+    Option("lr", 1e-3, _float_in(0.0, math.inf, low_open=True, high_open=True), "Adam learning rate." + _SWEEP,
+           "Training", settings=True, sweepable=True),
+    Option("weight_decay", 1e-5, _float_in(0.0, math.inf, high_open=True), "Adam weight decay." + _SWEEP, "Training",
+           settings=True, sweepable=True),
     Option("warmup_epochs", 0, _int_at_least(0), "Linear warm-up epochs before the cosine decay.", "Training", int,
            settings=True),
     Option("randaug_ops", 2, _int_at_least(0), "RandAugment ops per image.", "Training", int, settings=True),
@@ -287,46 +312,47 @@ OPTIONS: tuple[Option, ...] = (
            "Training", Path, settings=True, shown_default="none"),
     # method hyper-parameters
     Option("sim_weight", 0.1, _float_in(0.0, math.inf, high_open=True),
-           "Weight of fscl's similarity loss (the KCC authors' code; the paper's equation has 1).",
-           "Method hyper-parameters", float, settings=True, used_by=("fscl",)),
+           "Weight of fscl's similarity loss (the KCC authors' code; the paper's equation has 1)." + _SWEEP,
+           "Method hyper-parameters", settings=True, used_by=("fscl",), sweepable=True),
     Option("stages", None, lambda v, n: parse_stages(v),
            "Stage indices the auxiliary losses tap, comma-separated (bench stages NAME).", "Method hyper-parameters",
            settings=True, used_by=_AUX, shown_default="last two"),
     Option("supcon_weight", 1.0, _float_in(0.0, math.inf, high_open=True),
-           "Weight of the supervised contrastive loss (supcon).", "Method hyper-parameters", float, settings=True,
-           used_by=("supcon",)),
+           "Weight of the supervised contrastive loss (supcon)." + _SWEEP, "Method hyper-parameters", settings=True,
+           used_by=("supcon",), sweepable=True),
     Option("bcl_weight", 0.3, _float_in(0.0, math.inf, high_open=True),
-           "Weight of the balanced contrastive loss (bcl; Zhu et al.'s 0.6 over their CE weight 2).",
-           "Method hyper-parameters", float, settings=True, used_by=("bcl",)),
+           "Weight of the balanced contrastive loss (bcl; Zhu et al.'s 0.6 over their CE weight 2)." + _SWEEP,
+           "Method hyper-parameters", settings=True, used_by=("bcl",), sweepable=True),
     Option("triplet_weight", 1.0, _float_in(0.0, math.inf, high_open=True),
-           "Weight of the batch-hard triplet loss (triplet).", "Method hyper-parameters", float, settings=True,
-           used_by=("triplet",)),
+           "Weight of the batch-hard triplet loss (triplet)." + _SWEEP, "Method hyper-parameters", settings=True,
+           used_by=("triplet",), sweepable=True),
     Option("supcon_temperature", 0.1, _float_in(0.0, math.inf, low_open=True, high_open=True),
-           "Temperature of the supervised contrastive losses (supcon, bcl).", "Method hyper-parameters", float,
-           settings=True, used_by=("supcon", "bcl")),
+           "Temperature of the supervised contrastive losses (supcon, bcl)." + _SWEEP, "Method hyper-parameters",
+           settings=True, used_by=("supcon", "bcl"), sweepable=True),
     Option("triplet_margin", 0.2, _float_in(0.0, math.inf, high_open=True),
-           "Margin of the batch-hard triplet loss (triplet).", "Method hyper-parameters", float, settings=True,
-           used_by=("triplet",)),
-    Option("cb_beta", 0.9999, _float_in(0.0, 1.0, high_open=True), "Class-balanced loss beta (cb).",
-           "Method hyper-parameters", float, settings=True, used_by=("cb",)),
+           "Margin of the batch-hard triplet loss (triplet)." + _SWEEP, "Method hyper-parameters", settings=True,
+           used_by=("triplet",), sweepable=True),
+    Option("cb_beta", 0.9999, _float_in(0.0, 1.0, high_open=True), "Class-balanced loss beta (cb)." + _SWEEP,
+           "Method hyper-parameters", settings=True, used_by=("cb",), sweepable=True),
     Option("cb_gamma", 0.0, _float_in(0.0, math.inf, high_open=True),
-           "Focal gamma of the class-balanced loss (--cb-kind focal).", "Method hyper-parameters", float,
-           settings=True, used_by=("cb",)),
+           "Focal gamma of the class-balanced loss (--cb-kind focal)." + _SWEEP, "Method hyper-parameters",
+           settings=True, used_by=("cb",), sweepable=True),
     Option("cb_kind", "softmax", _choice(CB_KINDS), "Class-balanced loss kind: softmax, sigmoid or focal.",
            "Method hyper-parameters", settings=True, used_by=("cb",)),
-    Option("focal_gamma", 2.0, _float_in(0.0, math.inf, high_open=True), "Gamma of the focal loss (focal).",
-           "Method hyper-parameters", float, settings=True, used_by=("focal",)),
+    Option("focal_gamma", 2.0, _float_in(0.0, math.inf, high_open=True), "Gamma of the focal loss (focal)." + _SWEEP,
+           "Method hyper-parameters", settings=True, used_by=("focal",), sweepable=True),
     Option("ldam_max_margin", 0.5, _float_in(0.0, math.inf, high_open=True),
-           "LDAM margin of the rarest class; the others scale as n_c^-1/4 (ldam).", "Method hyper-parameters", float,
-           settings=True, used_by=("ldam",)),
-    Option("ldam_scale", 30.0, _float_in(0.0, math.inf, low_open=True, high_open=True), "LDAM logit scale s (ldam).",
-           "Method hyper-parameters", float, settings=True, used_by=("ldam",)),
+           "LDAM margin of the rarest class; the others scale as n_c^-1/4 (ldam)." + _SWEEP,
+           "Method hyper-parameters", settings=True, used_by=("ldam",), sweepable=True),
+    Option("ldam_scale", 30.0, _float_in(0.0, math.inf, low_open=True, high_open=True),
+           "LDAM logit scale s (ldam)." + _SWEEP, "Method hyper-parameters", settings=True, used_by=("ldam",),
+           sweepable=True),
     Option("drw_epoch", None, lambda v, n: None if v is None else _int_at_least(1)(v, n),
-           "First epoch (1-based) of ldam's class-balanced re-weighting and of drs's oversampling.",
-           "Method hyper-parameters", int, settings=True, used_by=("ldam", "drs"),
-           shown_default="floor(0.8 x epochs) + 1"),
-    Option("la_tau", 1.0, _float_in(0.0, math.inf, high_open=True), "Logit-adjustment strength tau (la).",
-           "Method hyper-parameters", float, settings=True, used_by=("la",)),
+           "First epoch (1-based) of ldam's class-balanced re-weighting and of drs's oversampling." + _SWEEP,
+           "Method hyper-parameters", settings=True, used_by=("ldam", "drs"),
+           shown_default="floor(0.8 x epochs) + 1", sweepable=True),
+    Option("la_tau", 1.0, _float_in(0.0, math.inf, high_open=True), "Logit-adjustment strength tau (la)." + _SWEEP,
+           "Method hyper-parameters", settings=True, used_by=("la",), sweepable=True),
     # hardware: none of these changes which results count as finished
     Option("device", "auto", _device, "auto, cpu, cuda, cuda:N or mps.", "Hardware"),
     Option("amp", "auto", _choice(AMP_MODES), "Mixed precision: auto (bf16 on CUDA, off on CPU), off, bf16 or fp16.",
@@ -357,9 +383,12 @@ assert len(OPTIONS_BY_NAME) == len(OPTIONS)
 
 #: The paper's protocol (KCC 2025) and the authors' code: the defaults for the user's own data.
 PAPER_DEFAULTS: dict[str, Any] = {option.name: option.default for option in OPTIONS}
-_PARSERS: dict[str, Callable[[Any, str], Any]] = {option.name: option.parse for option in OPTIONS}
+_PARSERS: dict[str, Callable[[Any, str], Any]] = {option.name: option.parse_value for option in OPTIONS}
 #: The settings that change a run's numbers, in table order: the fields of :class:`TrainSettings`.
 SETTINGS_KEYS: tuple[str, ...] = tuple(option.name for option in OPTIONS if option.settings)
+#: The settings that take several values (a sweep), in table order; each is also in :data:`SETTINGS_KEYS`.
+SWEEPABLE_KEYS: tuple[str, ...] = tuple(option.name for option in OPTIONS if option.sweepable)
+assert set(SWEEPABLE_KEYS) <= set(SETTINGS_KEYS)
 
 
 def method_uses(method: str, key: str) -> bool:
@@ -524,12 +553,18 @@ def _default_drw_epoch(epochs: int) -> int:
     return default_drw_epoch(epochs)
 
 
+#: A run's swept settings, ``((key, value), ...)`` sorted by key: ``(("sim_weight", 0.3),)``; empty when none.
+Sweep = tuple[tuple[str, Any], ...]
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """One cell of the grid: everything that determines one training run's result.
 
     ``sources`` (option -> where its value came from) and ``data_given`` (the data path as the user typed it) are
-    recorded for people and never key a run: the data set is keyed by its fingerprint.
+    recorded for people and never key a run: the data set is keyed by its fingerprint. ``sweep`` names the values of
+    the grid's swept settings that this run's method reads (their values are in ``settings`` too, which holds one
+    value per setting): it tells the run's folder and label apart from the other values'.
     """
 
     dataset: str
@@ -543,20 +578,31 @@ class RunConfig:
     settings: Any  # TrainSettings
     sources: tuple[tuple[str, str], ...] = field(default=(), compare=False)
     data_given: str = field(default="", compare=False)
+    sweep: Sweep = ()
+
+    @property
+    def label(self) -> str:
+        """The method with its swept values, as folders, progress lines and reports name it: ``fscl+os`` or
+        ``fscl+os[sim_weight=0.3]`` (several joined by ``,``, numbers as ``:g``)."""
+        if not self.sweep:
+            return self.method
+        return f"{self.method}[{','.join(f'{key}={format_value(value)}' for key, value in self.sweep)}]"
 
     @property
     def run_id(self) -> str:
-        """Folder name of the run: task, backbone, method, ratio and seed, safe on every file system."""
+        """Folder name of the run: task, backbone, method (with its swept values), ratio and seed, safe on every file
+        system."""
         backbone = re.sub(r"[^A-Za-z0-9._+-]", "-", self.backbone)
-        return f"{self.task}__{backbone}__{self.method}__r{self.ratio:g}__s{self.seed}"
+        return f"{self.task}__{backbone}__{self.label}__r{self.ratio:g}__s{self.seed}"
 
     def to_dict(self) -> dict[str, Any]:
-        """Every field and setting, JSON-friendly (what config.json and result.json record); ``drw_epoch`` resolved
-        for a method that uses it."""
+        """Every field and setting, JSON-friendly (what config.json and result.json record), ``sweep`` as ``{key:
+        value}``; ``drw_epoch`` resolved for a method that uses it."""
         record = asdict(self)
         record.pop("sources")
         record.pop("data_given")
         record["classes"] = list(self.classes)
+        record["sweep"] = dict(self.sweep)
         settings = record.pop("settings")
         if settings["stages"] is not None:
             settings["stages"] = list(settings["stages"])
@@ -565,18 +611,23 @@ class RunConfig:
         return {**record, **settings}
 
     def identity(self) -> dict[str, Any]:
-        """What makes two runs the same run: :meth:`to_dict` without the settings its method does not read and
-        without the data set's path (its fingerprint stays)."""
+        """What makes two runs the same run: :meth:`to_dict` without the settings its method does not read, without
+        the data set's path (its fingerprint stays) and without ``sweep`` (the settings' values say it; results
+        written before sweeps existed lack it)."""
         return {
             key: value
             for key, value in self.to_dict().items()
-            if key != "dataset" and (key not in OPTIONS_BY_NAME or method_uses(self.method, key))
+            if key not in ("dataset", "sweep") and (key not in OPTIONS_BY_NAME or method_uses(self.method, key))
         }
 
 
 @dataclass(frozen=True)
 class GridSpec:
-    """The grid: tasks x backbones x ratios x methods x seeds over one dataset."""
+    """The grid: tasks x backbones x ratios x methods (each x the values of the swept settings it reads) x seeds over
+    one dataset.
+
+    ``settings`` holds one value per setting, or for a swept setting (:data:`SWEEPABLE_KEYS`) the tuple of its values.
+    """
 
     dataset: str
     data_fingerprint: str
@@ -589,8 +640,31 @@ class GridSpec:
     sources: tuple[tuple[str, str], ...] = ()
     data_given: str = ""
 
+    @property
+    def sweeps(self) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+        """The swept settings and their values, in table order: ``(("sim_weight", (0.1, 0.3)),)``."""
+        return tuple(
+            (key, getattr(self.settings, key))
+            for key in SWEEPABLE_KEYS
+            if isinstance(getattr(self.settings, key), tuple)
+        )
+
+    def variants(self, method: str) -> list[Sweep]:
+        """The sweeps of one method: every combination of the values of the swept settings it reads, the last
+        setting's values varying fastest; ``[()]`` when it reads none."""
+        read = [(key, values) for key, values in self.sweeps if method_uses(method, key)]
+        return [
+            tuple(sorted(zip([key for key, _ in read], combination, strict=True)))
+            for combination in itertools.product(*(values for _, values in read))
+        ]
+
     def cells(self) -> list[RunConfig]:
-        """All runs, seed-major, so an interrupted grid already has every cell at n = 1 before any at n = 2."""
+        """All runs, seed-major, so an interrupted grid already has every cell at n = 1 before any at n = 2.
+
+        A swept setting that a cell's method does not read keeps its first value there (it does not key the run).
+        """
+        plain = replace(self.settings, **{key: values[0] for key, values in self.sweeps})
+        variants = {method: self.variants(method) for method in self.methods}
         return [
             RunConfig(
                 self.dataset,
@@ -601,13 +675,15 @@ class GridSpec:
                 method,
                 ratio,
                 seed,
-                self.settings,
+                replace(plain, **dict(sweep)),
                 self.sources,
                 self.data_given,
+                sweep,
             )  # fmt: skip
             for seed in range(self.seeds)
             for task, classes in self.tasks
             for backbone in self.backbones
             for ratio in self.ratios
             for method in self.methods
+            for sweep in variants[method]
         ]

@@ -11,6 +11,7 @@ from bench.config import (
     DATA_ROOT_FILE,
     FLAG_SOURCE,
     OPTIONS,
+    OPTIONS_BY_NAME,
     PAPER_SOURCE,
     ConfigError,
     FileConfig,
@@ -107,6 +108,26 @@ def _resolve_tasks(
     return tuple(tasks)
 
 
+def check_sweeps(spec: GridSpec, sources: dict[str, str]) -> None:
+    """A setting given several values must be read by a method of the grid: else its sweep multiplies nothing and
+    was surely meant for a method left out (one-line ConfigError)."""
+    methods = spec.methods
+    for key, values in spec.sweeps:
+        if any(method_uses(method, key) for method in methods):
+            continue
+        option = OPTIONS_BY_NAME[key]
+        source = sources.get(key, FLAG_SOURCE)
+        if source == FLAG_SOURCE:
+            given = f"{option.flag_name} {format_value(values)}"
+        else:  # a config file (or a data set's defaults): its TOML key and list
+            given = f"{source}: {key} = [{', '.join(format_value(value) for value in values)}]"
+        readers = " or ".join(option.used_by or ())
+        raise ConfigError(
+            f"{given} sweeps a setting that none of the methods {', '.join(methods)} reads; add {readers} to --methods "
+            "or give one value"
+        )
+
+
 def data_root_file(data: str | None) -> FileConfig | None:
     """The ``bench.toml`` at an ImageFolder root, read as a layer of settings (None for a built-in data set or a root
     without one); named ``ROOT/bench.toml`` with the root as the user wrote it."""
@@ -175,6 +196,7 @@ def plan_run(
         sources=tuple(sources.items()),
         data_given=str(data) if data is not None else source.name,
     )
+    check_sweeps(spec, sources)
     return Plan(
         spec=spec,
         source=source,

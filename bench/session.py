@@ -78,6 +78,9 @@ def run_session(
     workers = resolve_workers(plan.workers)
     check_grid(plan.spec, plan.source)
     settings = render_settings(plan.settings_rows())
+    warning = sweep_warning(plan)
+    if warning:
+        console.print(f"[yellow]warning[/]: {escape(warning)}", soft_wrap=True)
     if setup is not None and dry_run:
         print("\n".join(settings))
         return _dry_run(plan, out, setup, parallel)
@@ -96,7 +99,7 @@ def run_session(
     console.print(
         f"bench: {plural(len(spec.cells()), 'run')} ({plural(len(spec.tasks), 'task')} x "
         f"{plural(len(spec.backbones), 'backbone')} x {plural(len(spec.ratios), 'ratio')} x "
-        f"{plural(len(spec.methods), 'method')} x {plural(spec.seeds, 'seed')}) on {plan.source.name}, "
+        f"{_methods_text(plan)} x {plural(spec.seeds, 'seed')}) on {plan.source.name}, "
         f"{plural(spec.settings.epochs, 'epoch')} at {spec.settings.img_size} px, {where} -> {out}",
         soft_wrap=True,
     )
@@ -135,6 +138,26 @@ def run_session(
         soft_wrap=True,
     )
     return 1 if summary.lost else 0
+
+
+def _methods_text(plan: Plan) -> str:
+    """``2 methods``, or with sweeps ``2 methods in 3 variants`` (each method x the values of its swept settings)."""
+    methods = plan.spec.methods
+    variants = sum(len(plan.spec.variants(method)) for method in methods)
+    text = plural(len(methods), "method")
+    return text if variants == len(methods) else f"{text} in {variants} variants"
+
+
+def sweep_warning(plan: Plan) -> str | None:
+    """A warning when the grid sweeps settings without a validation split to choose their values on, else None."""
+    swept = [key for key, _ in plan.spec.sweeps]
+    if not swept or plan.spec.settings.val_count > 0:
+        return None
+    names = ", ".join(swept)
+    return (
+        f"{names} {'is' if len(swept) == 1 else 'are'} swept, but sweeps are chosen on the validation split and "
+        "--val-count 0 leaves none: the report cannot choose a value; give --val-count N (e.g. 100)"
+    )
 
 
 def render_settings(rows: list[tuple[str, str, str]]) -> list[str]:
