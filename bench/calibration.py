@@ -42,7 +42,7 @@ class ReliabilityBins:
     counts: np.ndarray
 
 
-def _checked(targets: np.ndarray, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def check_outputs(targets: np.ndarray, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """targets as int64 [N] and logits as float64 [N, C]; ValueError on mismatched shapes or labels out of range."""
     targets = np.asarray(targets, dtype=np.int64)
     logits = np.asarray(logits, dtype=np.float64)
@@ -60,7 +60,7 @@ def reliability_bins(targets: np.ndarray, logits: np.ndarray, bins: int = ECE_BI
     """
     if bins < 1:
         raise ValueError(f"bins must be at least 1, got {bins}")
-    targets, logits = _checked(targets, logits)
+    targets, logits = check_outputs(targets, logits)
     edges = np.linspace(0.0, 1.0, bins + 1)
     probabilities = softmax(logits)
     predicted = probabilities.argmax(axis=1)
@@ -88,7 +88,7 @@ def calibration_metrics(
     """``{prefix}ece`` (``bins`` equal-width bins), ``{prefix}nll`` (mean natural-log negative log-likelihood of the
     true class) and ``{prefix}brier`` (mean over images of sum over classes of (p - onehot)^2) of targets int [N]
     against logits float [N, C]; all None when N = 0."""
-    targets, logits = _checked(targets, logits)
+    targets, logits = check_outputs(targets, logits)
     if not len(targets):
         return {f"{prefix}ece": None, f"{prefix}nll": None, f"{prefix}brier": None}
     rows = np.arange(len(targets))
