@@ -52,6 +52,11 @@ class RunRecord:
         return bool(self.members) or self.posthoc_tau is not None
 
     @property
+    def label(self) -> str:
+        """The row label of the run's method and swept settings: ``fscl+os[sim_weight=0.3]``."""
+        return variant_label(self.method, self.variant)
+
+    @property
     def is_long_tail(self) -> bool:
         """More than two classes: the report shows the many-class columns and balanced accuracy as headline."""
         return len(self.classes) > 2
@@ -122,6 +127,32 @@ def _sources(data: dict[str, Any], folder: Path) -> dict[str, str]:
     return {str(k): str(v) for k, v in raw.items()}
 
 
+def _variant(raw: Any) -> tuple[tuple[str, Any], ...]:
+    """result.json ``sweep`` ({setting: value}) as a tuple of (setting, value) sorted by setting; () when absent."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict):
+        raise _BadResult(f"'sweep' must be an object of setting: value, got {raw!r}")
+    for key, value in raw.items():
+        if not isinstance(value, (int, float, str, bool)) or (_is_number(value) and not math.isfinite(value)):
+            raise _BadResult(f"'sweep' value of {key!r} must be a number or a string, got {value!r}")
+    return tuple(sorted((str(key), value) for key, value in raw.items()))
+
+
+def _fmt_value(value: Any) -> str:
+    return f"{value:g}" if _is_number(value) else str(value)
+
+
+def variant_text(variant: tuple[tuple[str, Any], ...]) -> str:
+    """``sim_weight=0.3`` (several settings joined by ``,``, numbers as ``:g``); '' for no variant."""
+    return ",".join(f"{key}={_fmt_value(value)}" for key, value in variant)
+
+
+def variant_label(method: str, variant: tuple[tuple[str, Any], ...]) -> str:
+    """A swept run's row label: ``fscl+os[sim_weight=0.3]``; the method alone for no variant."""
+    return f"{method}[{variant_text(variant)}]" if variant else method
+
+
 def _parse(data: Any, path: Path, warnings: list[str]) -> RunRecord:
     """Validate one decoded result.json; raise :class:`_BadResult` with a short reason."""
     if not isinstance(data, dict):
@@ -159,6 +190,7 @@ def _parse(data: Any, path: Path, warnings: list[str]) -> RunRecord:
         actual_ratio=float(data["actual_ratio"]) if _is_number(data.get("actual_ratio")) else None,
         hardware=_string_dict(data.get("hardware")),
         sources=_sources(data, path.parent),
+        variant=_variant(data.get("sweep")),
     )
 
 
@@ -179,8 +211,11 @@ def _read(path: Path, warnings: list[str]) -> RunRecord | None:
         return None
 
 
-def _run_key(record: RunRecord) -> tuple[str, str, str, float, int]:
-    return (record.task, record.backbone, record.method, record.ratio, record.seed)
+RunKey = tuple[str, str, str, str, float, int]
+
+
+def _run_key(record: RunRecord) -> RunKey:
+    return (record.task, record.backbone, record.method, variant_text(record.variant), record.ratio, record.seed)
 
 
 def is_run_folder(folder: Path) -> bool:
@@ -194,7 +229,7 @@ def collect_runs(runs_dir: Path) -> Collection:
 
     Sub-folders without a result file that look like run folders (a ``config.json``, or a run-id-shaped name) count
     as incomplete; other folders (the report's ``figures/``), hidden folders and plain files are ignored.
-    A second run with the same (task, backbone, method, ratio, seed) is left out with a warning.
+    A second run with the same (task, backbone, method, swept settings, ratio, seed) is left out with a warning.
     """
     runs_dir = Path(runs_dir)
     warnings: list[str] = []
@@ -210,14 +245,15 @@ def collect_runs(runs_dir: Path) -> Collection:
         incomplete = sum(1 for f in folders if not (f / RESULT_FILE).is_file() and is_run_folder(f))
 
     records: list[RunRecord] = []
-    seen: dict[tuple[str, str, str, float, int], Path] = {}
+    seen: dict[RunKey, Path] = {}
     for path in candidates:
         record = _read(path, warnings)
         if record is None:
             continue
         key = _run_key(record)
         if key in seen:
-            warnings.append(f"{path}: duplicate of {seen[key]} (same task/backbone/method/ratio/seed); left out")
+            same = "same task/backbone/method/settings/ratio/seed"
+            warnings.append(f"{path}: duplicate of {seen[key]} ({same}); left out")
             continue
         seen[key] = path
         records.append(record)
