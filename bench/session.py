@@ -78,11 +78,11 @@ def run_session(
     workers = resolve_workers(plan.workers)
     check_grid(plan.spec, plan.source)
     settings = render_settings(plan.settings_rows())
-    warning = sweep_warning(plan)
-    if warning:
-        console.print(f"[yellow]warning[/]: {escape(warning)}", soft_wrap=True)
+    unchosen = sweep_warning(plan)  # a sweep without a validation split to choose on
     if setup is not None and dry_run:
         print("\n".join(settings))
+        if unchosen:
+            console.print(f"[yellow]warning[/]: {escape(unchosen)}", soft_wrap=True)
         return _dry_run(plan, out, setup, parallel)
     _check_writable(out)
     checkpoint_dir = _checkpoint_dir(plan)
@@ -107,6 +107,8 @@ def run_session(
         console.print(_estimate_line(plan, out, setup), soft_wrap=True)
     for note in task_notes(plan.source, spec.tasks, spec.ratios, majority_count=spec.settings.majority_count):
         console.print(f"[yellow]note[/]: {escape(note)}", soft_wrap=True)
+    if unchosen:
+        console.print(f"[yellow]warning[/]: {escape(unchosen)}", soft_wrap=True)
     decode_dir = _decode_cache_dir(cache_dir, decode_cache)
     with warnings.catch_warnings(), RichGridObserver(console) as observer:
         warnings.showwarning = lambda message, *_, **__: console.print(f"[yellow]warning[/]: {message}", soft_wrap=True)

@@ -225,3 +225,12 @@ def test_a_sweep_grid_writes_a_folder_per_value_and_resumes_per_cell(tmp_path: P
     assert more.exit_code == 0, more.output
     assert "1 runs finished, 0 failed, 2 already done" in more.output
     assert (out / "fine__test_resnet__fscl[sim_weight=1]__r0.5__s0" / "result.json").is_file()
+
+
+def test_a_dry_run_counts_the_sweeps_cells_and_warns_once_without_a_validation_split(tmp_path: Path) -> None:
+    result = invoke("run", *TINY, "--sim-weight", "0.1,0.3", "--val-count", "0", "--dry-run", "--out",
+                    str(tmp_path / "out"))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "dry run: 3 runs in the grid, 0 finished" in result.output  # ce + fscl at 2 weights
+    assert result.output.count("warning: sim_weight is swept, but sweeps are chosen on the validation split") == 1
+    assert not (tmp_path / "out").exists()
