@@ -1,12 +1,20 @@
-"""Deployment metrics (bench.deployment): the test confusion re-weighted to a prior, checked by hand."""
+"""Deployment metrics (bench.deployment): the test confusion re-weighted to a prior, checked by hand; and their
+report-time recomputation (reports.deployment) on run folders the tests write."""
 
 from __future__ import annotations
+
+import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, precision_score
+from test_posthoc import VAL, margins, write_run
 
 from bench.deployment import deployment_metrics, training_prior
+from reports import collect_runs
+from reports.deployment import parse_deploy_prior, redeploy
+from reports.posthoc import with_posthoc
 
 
 def outputs_with_confusion(confusion: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -162,3 +170,108 @@ def test_bad_inputs() -> None:
         deployment_metrics(targets, logits, [1.5, -0.5])
     with pytest.raises(ValueError, match="labels must lie in 0..1"):
         deployment_metrics(np.array([0, 2]), logits, [0.5, 0.5])
+
+
+# ---- reports.deployment: the deploy prior of `bench report` and the metrics recomputed from saved logits ----
+
+
+def test_parse_deploy_prior() -> None:
+    binary = ("common", "rare")
+    assert parse_deploy_prior("0.01", binary).tolist() == pytest.approx([0.99, 0.01])
+    assert parse_deploy_prior(" rare=1, common=3 ", binary).tolist() == [0.75, 0.25]  # in classes order, normalised
+    assert parse_deploy_prior("x=2,y=1,z=1", ("x", "y", "z")).tolist() == [0.5, 0.25, 0.25]
+    errors = [
+        ("1.5", binary, r"share must lie in \(0, 1\)"),
+        ("0", binary, r"share must lie in \(0, 1\)"),
+        ("often", binary, "expected the minority's share in .* for the classes common, rare"),
+        ("0.1", ("x", "y", "z"), r"needs a binary task; name every class \(x, y, z\)"),
+        ("common=9,deer=1", binary, r"unknown class 'deer' \(classes: common, rare\)"),
+        ("common=9", binary, r"no share for rare \(name every class: common, rare\)"),
+        ("common=9,common=1,rare=1", binary, "'common' given twice"),
+        ("common=9,rare=lots", binary, "'lots' of 'rare' is not a number"),
+        ("common=9,rare=0", binary, "share of 'rare' must be a number > 0"),
+        ("common=9,rare=nan", binary, "share of 'rare' must be a number > 0"),
+    ]
+    for text, classes, message in errors:
+        with pytest.raises(ValueError, match=message) as caught:
+            parse_deploy_prior(text, classes)
+        assert "\n" not in str(caught.value)
+
+
+# Test logits with confusion [[9, 1], [2, 8]] (R01 = 0.1, R11 = 0.8); training counts 90 / 10 -> prior (0.9, 0.1):
+#   at (0.9, 0.1): precision 0.08 / (0.08 + 0.09) = 0.470588, false alarms 0.09 / 0.08 = 1.125
+#   at (0.99, 0.01): precision 0.008 / 0.107 = 0.0747664, false alarms 12.375
+CONFUSION_9_1_2_8 = outputs_with_confusion([[9, 1], [2, 8]])
+
+
+def test_redeploy_at_a_prior_and_at_the_training_prior(tmp_path: Path) -> None:
+    targets, logits = CONFUSION_9_1_2_8
+    write_run(tmp_path, "ce", (logits.astype(np.float32), targets.tolist()),
+              extra={"metrics": {"test_deploy_precision": 0.5, "test_minority_acc": 0.8}})  # fmt: skip
+    collection = collect_runs(tmp_path)
+    (rare,) = redeploy(collection, [0.99, 0.01]).records
+    assert rare.metrics["test_deploy_precision"] == pytest.approx(0.008 / 0.107)
+    assert rare.metrics["test_deploy_false_alarms"] == pytest.approx(12.375)
+    assert rare.metrics["test_minority_acc"] == 0.8  # other metrics untouched
+    # calibration: every logit row is a one-hot of 3 -> p(argmax) = e^3 / (e^3 + 1) = 0.952574 on every image;
+    # 17 of 20 right -> ECE |0.85 - 0.952574| = 0.102574
+    assert rare.metrics["test_ece"] == pytest.approx(0.952574 - 0.85, abs=1e-6)
+    (trained,) = redeploy(collection).records
+    assert trained.metrics["test_deploy_precision"] == pytest.approx(0.08 / 0.17)
+    assert trained.metrics["test_deploy_false_alarms"] == pytest.approx(1.125)
+
+
+def test_redeploy_fill_only_keeps_existing_values(tmp_path: Path) -> None:
+    targets, logits = CONFUSION_9_1_2_8
+    write_run(tmp_path, "ce", (logits.astype(np.float32), targets.tolist()),
+              extra={"metrics": {"test_deploy_precision": 0.5}})  # fmt: skip
+    (filled,) = redeploy(collect_runs(tmp_path), fill_only=True).records
+    assert filled.metrics["test_deploy_precision"] == 0.5  # existing value kept
+    assert filled.metrics["test_deploy_false_alarms"] == pytest.approx(1.125)  # filled at the training prior
+    assert filled.metrics["test_nll"] == pytest.approx(-math.log(0.952574) * 17 / 20 - math.log(1 - 0.952574) * 3 / 20)
+
+
+def test_redeploy_fill_only_uses_the_runs_recorded_prior(tmp_path: Path) -> None:
+    targets, logits = CONFUSION_9_1_2_8
+    write_run(tmp_path, "ce", (logits.astype(np.float32), targets.tolist()),
+              extra={"deploy_prior": {"common": 0.99, "rare": 0.01}})  # fmt: skip
+    (filled,) = redeploy(collect_runs(tmp_path), fill_only=True).records
+    assert filled.metrics["test_deploy_false_alarms"] == pytest.approx(12.375)
+
+
+def test_redeploy_adjusts_posthoc_rows_and_drops_stale_values(tmp_path: Path) -> None:
+    # test margins 5, 1 (majority) and 4, 0.3 (minority); validation picks tau 1 (tests/test_posthoc.py), which
+    # calls the margins 1 and 0.3 minority: R01 = 0.5, R11 = 0.5. At prior (0.8, 0.2): precision
+    # 0.2 * 0.5 / (0.2 * 0.5 + 0.8 * 0.5) = 0.2, false alarms 0.4 / 0.1 = 4. The run's own logits (tau 0) never
+    # call the minority: its precision is undefined, and its stale value goes.
+    test = (margins([5.0, 1.0, 4.0, 0.3]), [0, 0, 1, 1])
+    write_run(tmp_path, "ce", test, VAL, extra={"metrics": {"test_deploy_precision": 0.9}})
+    base, row = redeploy(with_posthoc(collect_runs(tmp_path)), [0.8, 0.2]).records
+    assert row.posthoc_tau == 1.0
+    assert row.metrics["test_deploy_precision"] == pytest.approx(0.2)
+    assert row.metrics["test_deploy_false_alarms"] == pytest.approx(4.0)
+    assert "test_deploy_precision" not in base.metrics and base.metrics["test_deploy_recall"] == 0.0
+
+
+def test_redeploy_skips_what_it_cannot_recompute(tmp_path: Path) -> None:
+    targets, logits = CONFUSION_9_1_2_8
+    write_run(tmp_path / "a", "ce", (logits.astype(np.float32), targets.tolist()))
+    write_run(tmp_path / "a", "os", None)  # no test_outputs.npz
+    write_run(tmp_path / "a", "la", None, status="failed")  # not finished: left alone, no warning
+    three = write_run(tmp_path / "a", "cb", None, classes=("x", "y", "z"))
+    np.savez(three / "test_outputs.npz", logits=np.zeros((2, 3), dtype=np.float32), labels=np.array([0, 2]))
+    collection = collect_runs(tmp_path / "a")
+    redeployed = redeploy(collection, [0.99, 0.01])
+    (warning,) = redeployed.warnings
+    assert warning.startswith("deployment and calibration metrics not recomputed for 2 run(s): ")
+    assert "(and 1 more)" in warning
+    by_method = {r.method: r for r in redeployed.records}
+    assert "test_ece" in by_method["ce"].metrics
+    as_written = {"test_balanced_acc": 0.5, "test_feature_silhouette": 0.3}
+    assert by_method["os"].metrics == by_method["la"].metrics == as_written
+    assert by_method["cb"].metrics == as_written  # a 2-share prior does not fit 3 classes
+    # at each run's training prior the three-class run is recomputed; the run without outputs is named
+    (warning,) = redeploy(collection).warnings
+    assert "for 1 run(s): " in warning and "cam__b__os__r0.1__s0: test_outputs.npz is missing" in warning
+    with pytest.raises(ValueError, match="share > 0"):
+        redeploy(collection, [1.0, 0.0])
