@@ -19,18 +19,19 @@ from threadpoolctl import threadpool_limits
 MAJORITY, MINORITY = 0, 1
 
 
-def classification_metrics(targets: np.ndarray, predictions: np.ndarray) -> dict[str, object]:
+def classification_metrics(targets: np.ndarray, predictions: np.ndarray, *, prefix: str = "test_") -> dict[str, object]:
     """Per-class accuracy (recall; the minority's is the paper's headline), accuracy, balanced accuracy,
-    macro-F1 and the confusion matrix (rows = true class, columns = predicted; majority first)."""
+    macro-F1 and the confusion matrix (rows = true class, columns = predicted; majority first). Keys start with
+    ``prefix``, the split's name (``test_minority_acc``, ``val_minority_acc``)."""
     labels = [MAJORITY, MINORITY]
     per_class = recall_score(targets, predictions, labels=labels, average=None, zero_division=0)
     return {
-        "test_minority_acc": float(per_class[MINORITY]),
-        "test_majority_acc": float(per_class[MAJORITY]),
-        "test_acc": float(accuracy_score(targets, predictions)),
-        "test_balanced_acc": float(balanced_accuracy_score(targets, predictions)),
-        "test_macro_f1": float(f1_score(targets, predictions, labels=labels, average="macro", zero_division=0)),
-        "test_confusion": confusion_matrix(targets, predictions, labels=labels).tolist(),
+        f"{prefix}minority_acc": float(per_class[MINORITY]),
+        f"{prefix}majority_acc": float(per_class[MAJORITY]),
+        f"{prefix}acc": float(accuracy_score(targets, predictions)),
+        f"{prefix}balanced_acc": float(balanced_accuracy_score(targets, predictions)),
+        f"{prefix}macro_f1": float(f1_score(targets, predictions, labels=labels, average="macro", zero_division=0)),
+        f"{prefix}confusion": confusion_matrix(targets, predictions, labels=labels).tolist(),
     }
 
 
@@ -63,8 +64,11 @@ def mean_average_precision_at_k(targets: np.ndarray, logits: np.ndarray, k: int 
     return float((hits / ranks).sum(axis=1).mean())
 
 
-def long_tail_metrics(targets: np.ndarray, logits: np.ndarray, train_counts: Sequence[int]) -> dict[str, object]:
+def long_tail_metrics(
+    targets: np.ndarray, logits: np.ndarray, train_counts: Sequence[int], *, prefix: str = "test_"
+) -> dict[str, object]:
     """Metrics of a many-class task: targets int [N] in 0..C-1, logits float [N, C], train_counts [C] per label.
+    Keys start with ``prefix``, the split's name (``test_balanced_acc``, ``val_balanced_acc``).
 
     Per-class accuracy (recall, list by label), its mean (balanced accuracy: the headline), the mean per-class
     accuracy of the many / medium / few-shot classes (:func:`shot_group` of the train count; None when a group has no
@@ -81,16 +85,18 @@ def long_tail_metrics(targets: np.ndarray, logits: np.ndarray, train_counts: Seq
     for c in present:
         groups[shot_group(int(train_counts[c]))].append(float(per_class[c]))
     metrics: dict[str, object] = {
-        "test_acc": float(accuracy_score(targets, predictions)),
-        "test_balanced_acc": float(np.mean([per_class[c] for c in present])),
-        **{f"test_{name}_acc": float(np.mean(values)) if values else None for name, values in groups.items()},
+        f"{prefix}acc": float(accuracy_score(targets, predictions)),
+        f"{prefix}balanced_acc": float(np.mean([per_class[c] for c in present])),
+        **{f"{prefix}{name}_acc": float(np.mean(values)) if values else None for name, values in groups.items()},
     }
     if num_classes > 5:
-        metrics["test_top5_acc"] = top_k_accuracy(targets, logits, 5)
-    metrics["test_map5"] = mean_average_precision_at_k(targets, logits, 5)
-    metrics["test_macro_f1"] = float(f1_score(targets, predictions, labels=labels, average="macro", zero_division=0))
-    metrics["test_per_class_acc"] = [float(v) for v in per_class]
-    metrics["test_confusion"] = confusion_matrix(targets, predictions, labels=labels).tolist()
+        metrics[f"{prefix}top5_acc"] = top_k_accuracy(targets, logits, 5)
+    metrics[f"{prefix}map5"] = mean_average_precision_at_k(targets, logits, 5)
+    metrics[f"{prefix}macro_f1"] = float(
+        f1_score(targets, predictions, labels=labels, average="macro", zero_division=0)
+    )
+    metrics[f"{prefix}per_class_acc"] = [float(v) for v in per_class]
+    metrics[f"{prefix}confusion"] = confusion_matrix(targets, predictions, labels=labels).tolist()
     return metrics
 
 

@@ -2,10 +2,16 @@
 
 ``<out>/<run_id>/``
   ``config.json``   the run's full configuration plus versions, written when the run starts;
-  ``subset.json``   the training images the seeded subsampling chose (identifiers per class);
+  ``subset.json``   the images the seeded subsampling chose: ``{"train": {class: [id, ...]}, "val": {class:
+                    [id, ...]}, "val_source": "train" | "val" | "valid" | null}`` (validation carved from the train
+                    split, the data set's own val/ or valid/, or none); ids as in the outputs;
   ``metrics.jsonl`` one JSON line per epoch: losses, train accuracy, learning rate, seconds;
   ``test_outputs.npz``  per test image, in test-split order: ``logits`` (float32 [N, C]), ``features``
-                    (pre-logits features, float16 [N, D]) and ``labels`` (int64 [N]); written before result.json;
+                    (pre-logits features, float16 [N, D]), ``labels`` (int64 [N]) and ``ids`` (str [N]: the image's
+                    path relative to the data set's root, posix, e.g. ``test/deer/0001.jpg``, or for a built-in
+                    data set its index in its split, e.g. ``"123"``); written before result.json;
+  ``val_outputs.npz``   the same for the validation images (``logits``, ``labels``, ``ids``; no features), when the
+                    run has a validation split; ids of images held out of the train split read ``train/deer/x.jpg``;
   ``checkpoint.pt`` the training state after some epoch of an unfinished run (:mod:`bench.checkpoint`), so an
                     interrupted run resumes there; removed once result.json is written;
   ``.lock``         held (``fcntl.flock``) by the process training the run, so two ``bench run`` processes on one
@@ -45,6 +51,7 @@ UMASK = _umask()  # read once at import: os.umask can only be read by setting it
 SCHEMA_VERSION = 1
 DONE_STATUSES = ("finished", "failed")
 OUTPUTS_FILE = "test_outputs.npz"
+VAL_OUTPUTS_FILE = "val_outputs.npz"
 
 
 def legacy_value(key: str, stored: dict[str, Any]) -> Any:
@@ -107,6 +114,13 @@ def atomic_file(path: Path) -> Iterator[BinaryIO]:
         raise
 
 
+def _id_array(ids: Sequence[str], count: int) -> np.ndarray:
+    """Image ids as a numpy str array [count] (stored without pickling, so ``np.load`` reads it by default)."""
+    if len(ids) != count:
+        raise ValueError(f"got {len(ids)} image ids for {count} outputs")
+    return np.array(list(ids), dtype=np.str_) if count else np.zeros(0, dtype="<U1")
+
+
 @dataclass(frozen=True)
 class RunFiles:
     """Everything a finished (or failed) run folder holds, in memory: file name -> bytes, plus the parsed result.
@@ -119,7 +133,7 @@ class RunFiles:
 
 
 # The files of a run folder in the order they are written; result.json last, as its presence means "done".
-RUN_FILES = ("config.json", "subset.json", "metrics.jsonl", OUTPUTS_FILE, "result.json")
+RUN_FILES = ("config.json", "subset.json", "metrics.jsonl", OUTPUTS_FILE, VAL_OUTPUTS_FILE, "result.json")
 
 
 @dataclass(frozen=True)
@@ -168,6 +182,10 @@ class RunFolder:
     @property
     def outputs(self) -> Path:
         return self.path / OUTPUTS_FILE
+
+    @property
+    def val_outputs(self) -> Path:
+        return self.path / VAL_OUTPUTS_FILE
 
     @property
     def result(self) -> Path:
@@ -231,14 +249,26 @@ class RunFolder:
     def write_subset(self, subset: dict[str, Any]) -> None:
         write_json_atomic(self.subset, subset)
 
-    def write_outputs(self, logits: np.ndarray, features: np.ndarray, labels: np.ndarray) -> None:
-        """Save the test outputs atomically; features as float16 to keep the file small (2 MB for 2000 x 512)."""
+    def write_outputs(self, logits: np.ndarray, features: np.ndarray, labels: np.ndarray, ids: Sequence[str]) -> None:
+        """Save the test outputs atomically: logits [N, C], features [N, D] as float16 to keep the file small (2 MB
+        for 2000 x 512), labels [N] and the images' ids [N]."""
         with atomic_file(self.outputs) as stream:
             np.savez(
                 stream,
                 logits=logits.astype(np.float32),
                 features=features.astype(np.float16),
                 labels=labels.astype(np.int64),
+                ids=_id_array(ids, len(labels)),
+            )
+
+    def write_val_outputs(self, logits: np.ndarray, labels: np.ndarray, ids: Sequence[str]) -> None:
+        """Save the validation outputs atomically: logits [V, C], labels [V] and ids [V]."""
+        with atomic_file(self.val_outputs) as stream:
+            np.savez(
+                stream,
+                logits=logits.astype(np.float32),
+                labels=labels.astype(np.int64),
+                ids=_id_array(ids, len(labels)),
             )
 
     def read_files(self) -> RunFiles:

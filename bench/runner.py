@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,22 +77,91 @@ def _normalisation(
     return {"source": "train subset", "mean": list(mean), "std": list(std)}
 
 
-def create_subset(task: TaskData, *, majority_count: int, ratio: float, seed: int) -> TaskSubset | LongTailSubset:
-    """The run's training subset: the paper's binary protocol, or the long-tailed profile for C > 2 classes."""
+def create_subset(
+    task: TaskData, *, majority_count: int, ratio: float, seed: int, val_count: int = 0
+) -> TaskSubset | LongTailSubset:
+    """The run's training subset: the paper's binary protocol, or the long-tailed profile for C > 2 classes; with
+    ``val_count`` > 0 and no own validation split, each class's validation images are carved from the train split."""
+    carved = val_count if task.val_images is None else 0
     if task.is_long_tail:
         return subsample_long_tail(
-            task.train_labels, len(task.classes), majority_count=majority_count, ratio=ratio, seed=seed
+            task.train_labels,
+            len(task.classes),
+            majority_count=majority_count,
+            ratio=ratio,
+            seed=seed,
+            val_count=carved,
         )
-    return subsample_task(task.train_labels, MAJORITY, MINORITY, majority_count=majority_count, ratio=ratio, seed=seed)
+    return subsample_task(
+        task.train_labels, MAJORITY, MINORITY, majority_count=majority_count, ratio=ratio, seed=seed, val_count=carved
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class Validation:
+    """The images a run is validated on after training: ``images[indices]`` with ``labels[indices]``.
+
+    images: uint8 [N, S, S, 3] (the train split's when carved from it, else the own validation split's); labels:
+    int64 [N]; indices: int64 [V]; ids: [V] as in the run's outputs; source: "train", "val" or "valid".
+    """
+
+    images: np.ndarray | ImageStack
+    labels: np.ndarray
+    indices: np.ndarray
+    ids: tuple[str, ...]
+    source: str
+
+    def counts(self, classes: tuple[str, ...]) -> dict[str, int]:
+        """Validation images per class name."""
+        held = self.labels[self.indices]
+        return {name: int((held == label).sum()) for label, name in enumerate(classes)}
+
+
+def create_validation(task: TaskData, subset: TaskSubset | LongTailSubset, val_count: int) -> Validation | None:
+    """The run's validation images: the data set's own split when it has one, else those ``subset`` held out of the
+    train split. None with ``val_count`` 0, or when some class has no validation image (a class of one image keeps
+    it for training). DataError when the own split lacks a class."""
+    if val_count == 0:
+        return None
+    if task.val_images is None:
+        if len(subset.val_counts) == 0 or min(subset.val_counts) == 0:
+            return None
+        indices = subset.val_indices
+        return Validation(
+            task.train_images, task.train_labels, indices, tuple(task.train_ids[i] for i in indices), "train"
+        )
+    if task.val_problem:
+        raise DataError(task.val_problem)
+    assert task.val_labels is not None
+    indices = np.arange(len(task.val_labels), dtype=np.int64)
+    return Validation(task.val_images, task.val_labels, indices, task.val_ids, task.val_source)
+
+
+def subset_record(task: TaskData, subset: TaskSubset | LongTailSubset, validation: Validation | None) -> dict[str, Any]:
+    """What subset.json holds: the ids of the training and validation images per class, and where the validation
+    images come from (None without validation)."""
+
+    def by_class(ids: Sequence[str], labels: np.ndarray) -> dict[str, list[str]]:
+        return {
+            name: [i for i, label in zip(ids, labels, strict=True) if label == index]
+            for index, name in enumerate(task.classes)
+        }
+
+    train = by_class([task.train_ids[i] for i in subset.indices], task.train_labels[subset.indices])
+    if validation is None:
+        return {"train": train, "val": {}, "val_source": None}
+    val = by_class(validation.ids, validation.labels[validation.indices])
+    return {"train": train, "val": val, "val_source": validation.source}
 
 
 def task_metrics(
-    task: TaskData, targets: np.ndarray, logits: np.ndarray, train_counts: tuple[int, ...]
+    task: TaskData, targets: np.ndarray, logits: np.ndarray, train_counts: tuple[int, ...], *, prefix: str = "test_"
 ) -> dict[str, object]:
-    """Binary metrics (minority accuracy first) or, for C > 2 classes, the many-class ones."""
+    """Binary metrics (minority accuracy first) or, for C > 2 classes, the many-class ones, of one split: targets
+    int [N], logits float [N, C]; keys start with ``prefix`` (``test_``, ``val_``)."""
     if task.is_long_tail:
-        return long_tail_metrics(targets, logits, train_counts)
-    return classification_metrics(targets, logits.argmax(axis=1).astype(np.int64))
+        return long_tail_metrics(targets, logits, train_counts, prefix=prefix)
+    return classification_metrics(targets, logits.argmax(axis=1).astype(np.int64), prefix=prefix)
 
 
 def classifier_ref(model: TappedBackbone) -> ClassifierRef | None:
@@ -212,12 +282,15 @@ def execute_run(
     """
     clock = _Clock()
     settings = config.settings
-    subset = create_subset(task, majority_count=settings.majority_count, ratio=config.ratio, seed=config.seed)
+    subset = create_subset(
+        task, majority_count=settings.majority_count, ratio=config.ratio, seed=config.seed, val_count=settings.val_count
+    )
     check_trainable(subset, config.run_id)
+    validation = create_validation(task, subset, settings.val_count)
     checkpoints = Checkpoints(checkpoint_path or folder.checkpoint, config, workers=workers, minutes=checkpoint_minutes)
     try:
         metrics = _train_and_evaluate(
-            config, task, folder, setup, subset, checkpoints, clock,
+            config, task, folder, setup, subset, validation, checkpoints, clock,
             workers=workers, on_resume=on_resume, on_epoch=on_epoch, on_batch=on_batch,
         )  # fmt: skip
         outcome: dict[str, Any] = {"status": "finished", "failure": None, "metrics": metrics, "epochs": settings.epochs}
@@ -232,6 +305,7 @@ def execute_run(
             # differs when the minority (the tail class) ran short
             "actual_ratio": round(subset.class_counts[-1] / subset.class_counts[0], 6),
             "test_counts": task.test_counts(),
+            "val_counts": validation.counts(task.classes) if validation is not None else {},
             "skipped_files": len(task.skipped),
             **({"resumed_after_epochs": list(checkpoints.resumed_after)} if checkpoints.resumed_after else {}),
             "device": setup.description,
@@ -249,6 +323,7 @@ def _train_and_evaluate(
     folder: RunFolder,
     setup: DeviceSetup,
     subset: TaskSubset | LongTailSubset,
+    validation: Validation | None,
     checkpoints: Checkpoints,
     clock: _Clock,
     *,
@@ -257,11 +332,11 @@ def _train_and_evaluate(
     on_epoch: EpochCallback | None,
     on_batch: BatchCallback | None,
 ) -> dict[str, Any]:
-    """The body of :func:`execute_run`: build (or resume), train, evaluate; write every file of ``folder`` but
-    result.json and return the test metrics. Raises :class:`RunFailed` when the run fails for its own reasons."""
+    """The body of :func:`execute_run`: build (or resume), train, evaluate on the test split and on ``validation``
+    (nothing in training reads it); write every file of ``folder`` but result.json and return the test and
+    validation metrics. Raises :class:`RunFailed` when the run fails for its own reasons."""
     settings = config.settings
     spec = parse_method(config.method)
-    labels = task.train_labels[subset.indices]  # the images stay where they are: loaders index them
     with failing_run(0, passing=SETTING_ERRORS):
         model, state, normalisation = _build_training(config, task, subset, setup)
         resumed = checkpoints.resume(state, setup.device)
@@ -284,12 +359,7 @@ def _train_and_evaluate(
         },
         rows=resumed.rows if resumed else (),
     )
-    folder.write_subset(
-        {
-            label: [task.train_ids[i] for i in subset.indices[labels == index]]
-            for index, label in enumerate(task.classes)
-        }
-    )
+    folder.write_subset(subset_record(task, subset, validation))
 
     loss_fn, optimizer = state.loss, state.optimizer
     mean, std = normalisation["mean"], normalisation["std"]
@@ -315,16 +385,24 @@ def _train_and_evaluate(
         seed=config.seed,
         pin_memory=setup.pin_memory,
     )
-    test_loader = create_loader(
-        task.test_images,
-        task.test_labels,
-        create_test_transform(mean, std),
-        batch_size=2 * settings.batch_size,
-        train=False,
-        workers=workers,
-        seed=config.seed,
-        pin_memory=setup.pin_memory,
-    )
+
+    def eval_loader(
+        images: np.ndarray | ImageStack, labels: np.ndarray, indices: np.ndarray | None = None
+    ) -> torch.utils.data.DataLoader:
+        """images[indices] in a fixed order, with the test transform."""
+        return create_loader(
+            images,
+            labels,
+            create_test_transform(mean, std),
+            indices=indices,
+            batch_size=2 * settings.batch_size,
+            train=False,
+            workers=workers,
+            seed=config.seed,
+            pin_memory=setup.pin_memory,
+        )
+
+    test_loader = eval_loader(task.test_images, task.test_labels)
 
     for epoch in range(done_epochs + 1, settings.epochs + 1):
         epoch_started = time.perf_counter()
@@ -346,22 +424,24 @@ def _train_and_evaluate(
         logits = outputs.logits * np.float32(loss_fn.logit_scale)  # ldam: the scaled cosines it trained on
         knn_metrics = {}
         if needs_knn(spec.aux):
-            train_eval_loader = create_loader(
-                task.train_images,
-                task.train_labels,
-                create_test_transform(mean, std),
-                indices=subset.indices,
-                batch_size=2 * settings.batch_size,
-                train=False,
-                workers=workers,
-                seed=config.seed,
-                pin_memory=setup.pin_memory,
-            )
+            train_eval_loader = eval_loader(task.train_images, task.train_labels, subset.indices)
             knn_metrics = {"test_knn_acc": knn_accuracy(model, train_eval_loader, test_loader, setup)}
-    folder.write_outputs(logits, outputs.features, outputs.targets)
+        val_outputs = None
+        if validation is not None:  # the same path as the test split's, scaled alike
+            evaluated = evaluate(model, eval_loader(validation.images, validation.labels, validation.indices), setup)
+            val_outputs = dataclasses.replace(evaluated, logits=evaluated.logits * np.float32(loss_fn.logit_scale))
+    folder.write_outputs(logits, outputs.features, outputs.targets, task.test_ids)
+    if val_outputs is not None and validation is not None:
+        folder.write_val_outputs(val_outputs.logits, val_outputs.targets, validation.ids)
     with failing_run(settings.epochs):
+        val_metrics = {}
+        if val_outputs is not None:
+            val_metrics = task_metrics(
+                task, val_outputs.targets, val_outputs.logits, subset.class_counts, prefix="val_"
+            )
         return {
             **task_metrics(task, outputs.targets, logits, subset.class_counts),
             **feature_separation(outputs.features, outputs.targets, seed=config.seed),
             **knn_metrics,
+            **val_metrics,
         }

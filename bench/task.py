@@ -21,11 +21,12 @@ Progress = Callable[[str, int, int], None]  # (what, done, total)
 
 @dataclass(frozen=True)
 class TaskData:
-    """Decoded train and test images of one task at one image size.
+    """Decoded train and test images of one task at one image size, and the data set's own validation images.
 
     Images from the decode cache are ImageStacks over read-only memmaps: index them, never copy them whole.
-    ``train_ids`` name each training image for the record of which images a run used: ``<class>/<file>``
-    within the train split for folders, the index in the split for built-in data sets.
+    The ids name each image in the run folder's records (subset.json, the saved outputs): for folders its path
+    relative to the data set's root, posix (``train/deer/0001.jpg``), for built-in data sets its index in its split.
+    Without an own validation split (``val_images`` None), validation images are carved from the train split.
     """
 
     classes: tuple[str, ...]  # (majority, minority), or C > 2 classes head to tail
@@ -34,7 +35,13 @@ class TaskData:
     train_ids: tuple[str, ...]
     test_images: np.ndarray | ImageStack
     test_labels: np.ndarray
-    skipped: tuple[str, ...]  # "path: reason" of unreadable files in either split
+    skipped: tuple[str, ...]  # "path: reason" of unreadable files in any split
+    test_ids: tuple[str, ...] = ()
+    val_images: np.ndarray | ImageStack | None = None  # uint8 [V, S, S, 3], the data set's own val/ split
+    val_labels: np.ndarray | None = None  # int64 [V]
+    val_ids: tuple[str, ...] = ()
+    val_split: str = ""  # the own validation split's folder name ("val" or "valid"); "" when carved from train
+    val_problem: str = ""  # why the own validation split cannot serve (a class without images); "" when it can
 
     @property
     def is_long_tail(self) -> bool:
@@ -43,6 +50,11 @@ class TaskData:
 
     def test_counts(self) -> dict[str, int]:
         return {name: int((self.test_labels == label).sum()) for label, name in enumerate(self.classes)}
+
+    @property
+    def val_source(self) -> str:
+        """Where the validation images come from: the own split's folder name, else "train" (carved)."""
+        return self.val_split or "train"
 
 
 def is_long_tail(classes: Sequence[str]) -> bool:
@@ -73,11 +85,32 @@ def _task_labels(split: ImageSplit, labels: np.ndarray, classes: Sequence[str]) 
 
 
 def _ids(split: ImageSplit, indices: np.ndarray) -> tuple[str, ...]:
+    """Ids of ``split``'s images at ``indices`` int [N]: the index as a string for images in memory, else the path
+    relative to the data set's root (the parent of the split's folder), posix; a split without a folder (built by
+    hand) falls back to the path below the files' common folder."""
     if split.paths is None:
         return tuple(str(int(i)) for i in indices)
     paths = [split.paths[int(i)] for i in indices]
-    root = Path(os.path.commonpath(paths)) if len(paths) > 1 else paths[0].parent.parent
+    if not paths:
+        return ()
+    if split.folder is not None:
+        root = split.folder.parent
+    else:
+        root = Path(os.path.commonpath(paths)) if len(paths) > 1 else paths[0].parent.parent
     return tuple(p.relative_to(root).as_posix() for p in paths)
+
+
+def _missing_classes(split: ImageSplit, labels: np.ndarray, classes: Sequence[str], split_name: str) -> str:
+    """One line naming the first of ``classes`` without a decoded image in ``split`` (labels int [V], the split's
+    class indices) and what to do; "" when every class has one."""
+    for name in classes:
+        if not np.any(labels == split.classes.index(name)):
+            where = split.folder / name if split.folder is not None else f"the {split_name} split"
+            return (
+                f"class '{name}' has no readable images in {where}, the data set's validation split; add some, or "
+                "pass --val-count 0"
+            )
+    return ""
 
 
 def prepare_task(
@@ -88,16 +121,23 @@ def prepare_task(
     resize: str = "stretch",
     cache_dir: Path | None = None,
     progress: Progress | None = None,
+    validation: bool = True,
 ) -> TaskData:
-    """Decode the task's classes in both splits at ``img_size``, made square as ``resize`` says (stretch, pad or
-    center-crop: see :func:`bench.data.resize_square`); unreadable files are skipped and listed.
+    """Decode the task's classes in the train and test splits (and the data set's own validation split, if it has
+    one and ``validation``) at ``img_size``, made square as ``resize`` says (stretch, pad or center-crop: see
+    :func:`bench.data.resize_square`); unreadable files are skipped and listed.
 
-    With ``cache_dir``, ImageFolder splits go through the decode cache there (see :mod:`bench.data.cache`).
+    With ``cache_dir``, ImageFolder splits go through the decode cache there (see :mod:`bench.data.cache`). A class
+    without images in the own validation split is no error here (``--val-count 0`` does not read it): the run
+    raises ``val_problem``.
     """
     check_classes(source.train, classes, "train")
     check_classes(source.test, classes, source.test_split)
+    splits = [("train", source.train), (source.test_split, source.test)]
+    if validation and source.val is not None:
+        splits.append((source.val_split, source.val))
     decoded = {}
-    for split_name, split in (("train", source.train), (source.test_split, source.test)):
+    for split_name, split in splits:
         report = None if progress is None else (lambda done, total, what=split_name: progress(what, done, total))
         if cache_dir is None:
             decoded[split_name] = (split, decode_split(split, classes, img_size, resize=resize, progress=report))
@@ -106,6 +146,16 @@ def prepare_task(
             decoded[split_name] = (split, cached)
     train_split, train = decoded["train"]
     test_split, test = decoded[source.test_split]
+    own_val = {}
+    if len(splits) == 3:
+        val_split, val = decoded[source.val_split]
+        own_val = {
+            "val_images": val.images,
+            "val_labels": _task_labels(val_split, val.labels, classes),
+            "val_ids": _ids(val_split, val.source_indices),
+            "val_split": source.val_split,
+            "val_problem": _missing_classes(val_split, val.labels, classes, source.val_split),
+        }
     return TaskData(
         classes=classes,
         train_images=train.images,
@@ -113,5 +163,7 @@ def prepare_task(
         train_ids=_ids(train_split, train.source_indices),
         test_images=test.images,
         test_labels=_task_labels(test_split, test.labels, classes),
-        skipped=train.skipped + test.skipped,
+        skipped=sum((decoded[name][1].skipped for name, _ in splits), ()),
+        test_ids=_ids(test_split, test.source_indices),
+        **own_val,
     )

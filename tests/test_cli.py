@@ -51,7 +51,10 @@ def test_grid_writes_one_complete_folder_per_run(grid_dir: Path) -> None:
     config = json.loads((run / "config.json").read_text())
     assert config["taps"] == ["layer3", "layer4"] and config["normalisation"]["source"] == "train subset"
     subset = json.loads((run / "subset.json").read_text())
-    assert len(subset["1"]) == 20 and len(subset["8"]) == 2
+    assert len(subset["train"]["1"]) == 20 and len(subset["train"]["8"]) == 2
+    assert subset["val_source"] == "train"  # digits has no val/: its validation images are carved from train
+    assert {c: len(ids) for c, ids in subset["val"].items()} == result["val_counts"]
+    assert not set(subset["val"]["8"]) & set(subset["train"]["8"])
     with np.load(run / "test_outputs.npz") as outputs:
         n_test = sum(result["test_counts"].values())
         assert outputs["logits"].shape == (n_test, 2) and outputs["features"].shape == (n_test, 512)
@@ -68,7 +71,8 @@ def test_subsets_are_nested_across_ratios_and_shared_across_methods(grid_dir: Pa
         return json.loads((grid_dir / name / "subset.json").read_text())
 
     full, small = subset("fine__resnet18__ce__r1__s0"), subset("fine__resnet18__ce__r0.1__s0")
-    assert set(small["8"]) <= set(full["8"])
+    assert set(small["train"]["8"]) <= set(full["train"]["8"])
+    assert small["val"] == full["val"]  # the validation images of a seed are the same at every ratio
     assert subset("fine__resnet18__fscl+os__r0.1__s0") == small
     assert subset("fine__resnet18__ce__r0.1__s1") != small
 

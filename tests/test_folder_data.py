@@ -45,11 +45,15 @@ def test_run_on_own_folder_with_classes(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     run = out / "water-deer-vs-roe-deer__resnet18__os__r0.5__s0"
     record = json.loads((run / "result.json").read_text())
-    assert record["train_counts"] == {"water-deer": 12, "roe-deer": 6}
-    assert record["test_counts"] == {"water-deer": 4, "roe-deer": 4}  # val/ is the evaluation split
+    # 12 readable images a class (the broken file skipped); validation holds out min(100, 12 // 2) = 6 of each, so
+    # water-deer trains on 6 and roe-deer on round(0.5 * 6) = 3
+    assert record["train_counts"] == {"water-deer": 6, "roe-deer": 3}
+    assert record["val_counts"] == {"water-deer": 6, "roe-deer": 6}
+    assert record["test_counts"] == {"water-deer": 4, "roe-deer": 4}  # val/ alone is the evaluation split
     assert record["skipped_files"] == 1
     subset = json.loads((run / "subset.json").read_text())
-    assert all(name.startswith("roe-deer/") for name in subset["roe-deer"])
+    assert subset["val_source"] == "train"  # with val/ as the test split, validation is carved from train/
+    assert all(name.startswith("train/roe-deer/") for name in subset["train"]["roe-deer"] + subset["val"]["roe-deer"])
     assert "warning: skipped 1 of 25 image files that could not be read" in result.output
     assert "UserWarning" not in result.output  # one line, not Python's warning format
 

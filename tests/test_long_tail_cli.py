@@ -18,7 +18,9 @@ from bench.data.digits import open_digits
 from bench.data.loader import steps_per_epoch
 
 runner = CliRunner()
-TINY = ["--epochs", "1", "--img-size", "16", "--majority-count", "150", "--batch-size", "32", "--seeds", "1"]
+# 20 validation images a class leave the head (~135 digits) above 100 training images: all three shot groups exist
+TINY = ["--epochs", "1", "--img-size", "16", "--majority-count", "150", "--batch-size", "32", "--seeds", "1",
+        "--val-count", "20"]  # fmt: skip
 DIGITS = [str(d) for d in range(10)]
 
 
@@ -37,13 +39,17 @@ def test_lt_run_records_the_profile_and_many_class_metrics(lt_dir: Path) -> None
     result = json.loads((run / "result.json").read_text())
     source = open_digits()
     available = [len(source.train.indices_of(c)) for c in DIGITS]
-    expected = long_tail_counts(available, majority_count=150, ratio=0.1)  # head capped at the 0s there are
+    held = [min(20, n // 2) for n in available]  # validation: --val-count 20, at most half of each class
+    trainable = [n - v for n, v in zip(available, held, strict=True)]
+    expected = long_tail_counts(trainable, majority_count=150, ratio=0.1)  # head capped at the 0s left to train
     assert result["classes"] == DIGITS and list(result["train_counts"]) == DIGITS
-    assert tuple(result["train_counts"].values()) == expected and expected[0] == available[0]
+    assert tuple(result["train_counts"].values()) == expected and expected[0] == trainable[0]
+    assert list(result["val_counts"].values()) == held
     assert result["test_counts"] == {c: len(source.test.indices_of(c)) for c in DIGITS}  # test split untouched
     assert result["actual_ratio"] == round(expected[-1] / expected[0], 6)
     subset = json.loads((run / "subset.json").read_text())
-    assert list(subset) == DIGITS and [len(subset[c]) for c in DIGITS] == list(expected)
+    assert list(subset["train"]) == DIGITS and [len(subset["train"][c]) for c in DIGITS] == list(expected)
+    assert [len(subset["val"][c]) for c in DIGITS] == held
     metrics = result["metrics"]
     assert {"test_many_acc", "test_medium_acc", "test_few_acc", "test_top5_acc", "test_map5", "test_macro_f1"} <= set(
         metrics

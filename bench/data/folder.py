@@ -1,4 +1,7 @@
-"""A user's ImageFolder tree: root/train/<class>/<images> plus root/test/ (or val/, valid/) and optional bench.toml."""
+"""A user's ImageFolder tree: root/train/<class>/<images> plus root/test/ (or val/, valid/) and optional bench.toml.
+
+With both test/ and val/ (or valid/), test/ is the test split and val/ the data set's own validation split.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from bench.data.taskfile import load_task_file
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 EVAL_SPLITS = ("test", "val", "valid")
+VAL_SPLITS = ("val", "valid")  # a folder of these beside test/ is the validation split
 TASK_FILE = "bench.toml"
 
 
@@ -59,16 +63,24 @@ def _unusable_reason(name: str, folders: dict[Path, list[Path] | None]) -> str:
     return f"{' and '.join(faults)}; add images of {name} to both splits or remove {existing}"
 
 
-def _read_split(classes: tuple[str, ...], files: dict[str, list[Path] | None], unusable: dict[str, str]) -> ImageSplit:
-    """The split of the usable ``classes`` (label i = classes[i]) from each class's image files."""
+def _read_split(
+    split_dir: Path, classes: tuple[str, ...], files: dict[str, list[Path] | None], unusable: dict[str, str]
+) -> ImageSplit:
+    """The split of the usable ``classes`` (label i = classes[i]) from each class's image files (None: no folder,
+    which only the validation split may lack)."""
     paths: list[Path] = []
     labels: list[int] = []
     for label, name in enumerate(classes):
-        found = files[name]
-        assert found is not None  # a usable class has a folder in both splits
+        found = files[name] or []
         paths.extend(found)
         labels.extend([label] * len(found))
-    return ImageSplit(classes=classes, labels=np.asarray(labels, dtype=np.int64), paths=tuple(paths), unusable=unusable)
+    return ImageSplit(
+        classes=classes,
+        labels=np.asarray(labels, dtype=np.int64),
+        paths=tuple(paths),
+        unusable=unusable,
+        folder=split_dir,
+    )
 
 
 def _fingerprint(root: Path, splits: list[ImageSplit]) -> str:
@@ -101,6 +113,7 @@ def open_folder(data: str | Path) -> DatasetSource:
     if test_split is None:
         raise DataError(f"no evaluation split in {root}: expected {root}/test/<class>/<images> (or val/ or valid/)")
     test_dir = root / test_split
+    val_split = next((s for s in VAL_SPLITS if (root / s).is_dir()), "") if test_split == "test" else ""
     names = sorted(set(_class_dirs(train_dir)) | set(_class_dirs(test_dir)))
     files = {
         split_dir: {n: _image_files(split_dir / n) if (split_dir / n).is_dir() else None for n in names}
@@ -109,7 +122,12 @@ def open_folder(data: str | Path) -> DatasetSource:
     reasons = {n: _unusable_reason(n, {split_dir: found[n] for split_dir, found in files.items()}) for n in names}
     unusable = {n: reason for n, reason in reasons.items() if reason}
     classes = tuple(n for n in names if n not in unusable)
-    train, test = (_read_split(classes, files[split_dir], unusable) for split_dir in (train_dir, test_dir))
+    train, test = (_read_split(split_dir, classes, files[split_dir], unusable) for split_dir in (train_dir, test_dir))
+    val = None
+    if val_split:  # its class folders beyond the usable classes are not read; a missing one is found by the run
+        val_dir = root / val_split
+        found = {n: _image_files(val_dir / n) if (val_dir / n).is_dir() else None for n in classes}
+        val = _read_split(val_dir, classes, found, unusable)
     tasks: dict[str, tuple[str, ...]] = {}
     task_file = root / TASK_FILE
     if task_file.is_file():
@@ -129,6 +147,8 @@ def open_folder(data: str | Path) -> DatasetSource:
         tasks=tasks,
         # a copy of CIFAR-10 (e.g. as JPEGs) trains like the built-in one unless its settings say otherwise
         defaults=dict(CIFAR10_DEFAULTS) if set(train.classes) == set(CIFAR10_CLASSES) else {},
-        fingerprint=_fingerprint(root, [train, test]),
+        fingerprint=_fingerprint(root, [train, test] if val is None else [train, test, val]),
         defaults_from="cifar10: its ten class folders" if set(train.classes) == set(CIFAR10_CLASSES) else "",
+        val=val,
+        val_split=val_split,
     )

@@ -18,6 +18,7 @@ class ImageSplit:
     images: uint8 [N, H, W, 3] RGB when held in memory. paths: N image files when on disk.
     unusable: class folders of the data set left out of `classes` (both splits carry the same), name -> why and
     what to do, e.g. a folder without images or one the other split lacks.
+    folder: the split's folder (``<root>/train``) when on disk: image ids are paths relative to its parent.
     """
 
     classes: tuple[str, ...]
@@ -25,6 +26,7 @@ class ImageSplit:
     images: np.ndarray | None = None
     paths: tuple[Path, ...] | None = None
     unusable: dict[str, str] = field(default_factory=dict)
+    folder: Path | None = None
 
     def __post_init__(self) -> None:
         labels = np.asarray(self.labels, dtype=np.int64)
@@ -70,6 +72,9 @@ class DatasetSource:
     """A data set ready for the benchmark: both splits share `classes` and label numbering.
 
     name: "digits", "cifar10" or the folder path as given. test_split: "test", "val" or "valid".
+    val: the data set's own validation split (an ImageFolder with both ``test/`` and ``val/`` or ``valid/``), with
+    the same classes; None when validation is carved from ``train`` (:mod:`bench.data.subsample`). val_split: its
+    folder's name ("val" or "valid"), "" without one.
     tasks: presets, name -> (majority, minority), or more than two classes head first (long-tailed); a preset may
     name an unusable class folder (an error only when a run uses it). defaults: data-set specific settings
     (img_size, epochs, majority_count, seeds); empty for user folders, except a copy of CIFAR-10 (its ten class
@@ -84,10 +89,14 @@ class DatasetSource:
     defaults: dict[str, int] = field(default_factory=dict)
     fingerprint: str = ""
     defaults_from: str = ""  # whose defaults ``defaults`` are, when not the data set's own name's
+    val: ImageSplit | None = None
+    val_split: str = ""
 
     def __post_init__(self) -> None:
         if self.train.classes != self.test.classes:
             raise DataError(f"{self.name}: train and {self.test_split} splits must have the same classes in one order")
+        if self.val is not None and self.val.classes != self.train.classes:
+            raise DataError(f"{self.name}: train and {self.val_split} splits must have the same classes in one order")
         for task, names in self.tasks.items():
             for name in names:
                 if name not in self.train.classes and name not in self.unusable:
