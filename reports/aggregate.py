@@ -11,6 +11,9 @@ from reports.collect import RunRecord
 #: Methods listed first, in this order, when present; any other method follows alphabetically.
 PREFERRED_METHOD_ORDER: tuple[str, ...] = ("ce", "os", "cb", "fscl", "fscl+os")
 
+#: A post-hoc logit-adjusted row's method: ``ce+posthoc`` (reports.posthoc).
+POSTHOC_SUFFIX = "+posthoc"
+
 CellKey = tuple[str, str, str, float]
 
 
@@ -29,15 +32,27 @@ class CellStats:
     n_failed: int
 
 
-def method_sort_key(method: str) -> tuple[int, str]:
+def _number_first(text: str) -> tuple[int, float, str]:
+    try:
+        return (0, float(text), "")
+    except ValueError:
+        return (1, 0.0, text)
+
+
+def method_sort_key(method: str) -> tuple[int, str, tuple[tuple[str, tuple[int, float, str]], ...], bool]:
     """Sort key putting :data:`PREFERRED_METHOD_ORDER` first, then the rest alphabetically, ensemble rows
-    (``ens(...)``) last."""
-    if method in PREFERRED_METHOD_ORDER:
-        return (PREFERRED_METHOD_ORDER.index(method), "")
-    return (len(PREFERRED_METHOD_ORDER) + method.startswith("ens("), method)
+    (``ens(...)``) last; a method's swept settings (``fscl+os[sim_weight=0.3]``, numbers by value) follow it, and a
+    post-hoc row (``ce+posthoc``) comes right after its method."""
+    name, posthoc = (method.removesuffix(POSTHOC_SUFFIX), True) if method.endswith(POSTHOC_SUFFIX) else (method, False)
+    base, _, settings = name.partition("[")
+    pairs = [pair.partition("=") for pair in settings.removesuffix("]").split(",")] if settings else []
+    variant = tuple((key, _number_first(value)) for key, _, value in pairs)
+    if base in PREFERRED_METHOD_ORDER:
+        return (PREFERRED_METHOD_ORDER.index(base), "", variant, posthoc)
+    return (len(PREFERRED_METHOD_ORDER) + base.startswith("ens("), base, variant, posthoc)
 
 
-def cell_sort_key(key: CellKey) -> tuple[str, str, tuple[int, str], float]:
+def cell_sort_key(key: CellKey) -> tuple[str, str, tuple[object, ...], float]:
     """Order cells by task, backbone, method (preferred order) and ratio descending."""
     task, backbone, method, ratio = key
     return (task, backbone, method_sort_key(method), -ratio)

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.config import format_value
+
 RESULT_FILE = "result.json"
 CONFIG_FILE = "config.json"
 #: ``<task>__<backbone>__<method>__r<ratio>__s<seed>`` (bench.config.RunConfig.run_id): a run folder by its name.
@@ -139,13 +141,10 @@ def _variant(raw: Any) -> tuple[tuple[str, Any], ...]:
     return tuple(sorted((str(key), value) for key, value in raw.items()))
 
 
-def _fmt_value(value: Any) -> str:
-    return f"{value:g}" if _is_number(value) else str(value)
-
-
 def variant_text(variant: tuple[tuple[str, Any], ...]) -> str:
-    """``sim_weight=0.3`` (several settings joined by ``,``, numbers as ``:g``); '' for no variant."""
-    return ",".join(f"{key}={_fmt_value(value)}" for key, value in variant)
+    """``sim_weight=0.3`` (several settings joined by ``,``, numbers as ``:g``, as bench names the run folders:
+    :func:`bench.config.format_value`); '' for no variant."""
+    return ",".join(f"{key}={format_value(value)}" for key, value in variant)
 
 
 def variant_label(method: str, variant: tuple[tuple[str, Any], ...]) -> str:

@@ -19,19 +19,23 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.config import OPTIONS_BY_NAME, method_uses
+from bench.config import OPTIONS_BY_NAME, format_value, method_uses
 from bench.results import legacy_value
 from reports.checks import UNKNOWN_HARDWARE
-from reports.collect import Collection, RunRecord
+from reports.collect import Collection, RunRecord, collect_runs
 from reports.figures import section_figures
 from reports.formatting import md_escape
 from reports.leaderboard import (
     DEFAULT_METRICS,
     LeaderboardFiles,
-    load_collection,
+    ReportRuns,
+    as_report_runs,
+    prepare_runs,
+    prior_text,
     render_markdown,
     write_leaderboard,
 )
+from reports.selection import value_sort_key
 from reports.statistics import DEFAULT_CONFIDENCE
 
 REPORT_FILE = "report.md"
@@ -107,20 +111,32 @@ def _method_specific(key: str) -> bool:
     return key in OPTIONS_BY_NAME and OPTIONS_BY_NAME[key].used_by is not None
 
 
-def settings_table(records: Sequence[RunRecord]) -> list[str]:
+def _swept(values: list[object]) -> str:
+    """A swept setting's values in sorted order (numbers by value), marked as swept."""
+    distinct = list(dict.fromkeys(v for v in values if v is not None))
+    ordered = sorted(distinct, key=value_sort_key)
+    return f"{', '.join(format_value(v) for v in ordered)} (swept)"
+
+
+def settings_table(records: Sequence[RunRecord], extra: Sequence[tuple[str, str, str]] = ()) -> list[str]:
     """A Markdown table of the runs' settings and where each came from (several values are listed when runs differ;
-    ``-`` for runs that did not record the source), devices, precision, wall time.
+    ``-`` for runs that did not record the source), devices, precision, wall time, then the ``extra`` rows (setting,
+    value, source). Give it the runs that trained: no ensemble or post-hoc rows.
 
     A setting only some methods read is shown when some run's method reads it; another setting when some run recorded
     it. A run written before a setting existed shows the value bench used then (:func:`bench.results.legacy_value`).
+    A swept setting (a run's ``sweep``) lists its values in order, marked ``(swept)``.
     """
+    swept = {key for r in records for key, _ in r.variant}
     rows: list[tuple[str, str, str]] = []
     for key in SETTING_KEYS:
         users = [r for r in records if method_uses(r.method, key)]
         if _method_specific(key) or any(key in r.config for r in users):
             having = [r for r in users if key in r.config or key in OPTIONS_BY_NAME]  # "dataset" is no option
             values = [r.config[key] if key in r.config else legacy_value(key, r.config) for r in having]
-            rows.append((key, _distinct(values), _sources(having, key)))
+            rows.append((key, _swept(values) if key in swept else _distinct(values), _sources(having, key)))
+    for key in sorted(swept - set(SETTING_KEYS)):  # a sweepable option the table does not list otherwise
+        rows.append((key, _swept([v for r in records for k, v in r.variant if k == key]), _sources(records, key)))
     rows = [row for row in rows if row[1] != "—"]
     seeds = sorted({r.seed for r in records})
     rows.append(("seeds", f"{len(seeds)} ({', '.join(str(s) for s in seeds)})", _sources(records, "seeds")))
@@ -130,8 +146,18 @@ def settings_table(records: Sequence[RunRecord]) -> list[str]:
     rows.append(("precision", _distinct(precisions), _sources(records, "precision")))
     wall = sum(r.wall_seconds for r in records if r.wall_seconds is not None)
     rows.append(("training time, summed over runs", f"{wall / 3600:.2f} h ({len(records)} runs)", NO_SOURCE))
+    rows += extra
     lines = [f"| {key} | {md_escape(value)} | {md_escape(source)} |" for key, value, source in rows]
     return ["| setting | value | source |", "|:---|:---|:---|", *lines, ""]
+
+
+def _report_settings(runs: ReportRuns) -> list[tuple[str, str, str]]:
+    """The settings rows of the report itself: the deploy prior, and what sweeps were chosen on."""
+    rows = [("deploy prior", prior_text(runs.deploy_prior), "--deploy-prior" if runs.deploy_prior else NO_SOURCE)]
+    chosen_on = sorted({c.val_metric for c in runs.choices})
+    if chosen_on:
+        rows.append(("sweeps chosen on", f"mean {', '.join(chosen_on)} over seeds", NO_SOURCE))
+    return rows
 
 
 def write_report(
@@ -142,18 +168,22 @@ def write_report(
     confidence: float = DEFAULT_CONFIDENCE,
     progress: Progress | None = None,
     ensemble: bool = False,
-    collection: Collection | None = None,
+    collection: Collection | ReportRuns | None = None,
 ) -> ReportFiles:
     """Write the leaderboard files, the figures and ``report.md`` for the runs in ``runs_dir`` (or ``collection``,
-    already collected) into ``out_dir`` (default ``runs_dir``). ``ensemble``: add soft-voting rows
-    (:mod:`reports.ensemble`) to the tables (when collecting here)."""
+    already collected, or the rows :func:`reports.leaderboard.prepare_runs` made) into ``out_dir`` (default
+    ``runs_dir``). When collecting here: sweeps chosen on validation, and ``ensemble`` adds soft-voting rows
+    (:mod:`reports.ensemble`) to the tables. Post-hoc rows get no figures of their own (they share their run's
+    folder); the settings table lists the runs that trained, swept settings not chosen included."""
     if collection is None:
-        collection = load_collection(Path(runs_dir), ensemble=ensemble)
-    leaderboard = write_leaderboard(runs_dir, out_dir, metrics=metrics, confidence=confidence, collection=collection)
+        collection = prepare_runs(collect_runs(Path(runs_dir)), ensemble=ensemble)
+    runs = as_report_runs(collection)
+    leaderboard = write_leaderboard(runs_dir, out_dir, metrics=metrics, confidence=confidence, collection=runs)
     out = leaderboard.markdown_path.parent
     sections: dict[tuple[str, str], list[RunRecord]] = {}
-    for record in collection.records:
-        sections.setdefault((record.task, record.backbone), []).append(record)
+    for record in runs.collection.records:
+        if record.posthoc_tau is None:
+            sections.setdefault((record.task, record.backbone), []).append(record)
     figures: dict[tuple[str, str], list[str]] = {}
     written: list[Path] = []
     for (task, backbone), section in sorted(sections.items()):
@@ -163,11 +193,9 @@ def write_report(
         classes = next((r.classes for r in section if len(r.classes) >= 2), ("majority", "minority"))
         figures[(task, backbone)] = section_figures(section, folder, out, classes)
         written += sorted(folder.glob("*.png")) if folder.is_dir() else []
-    runs = [r for r in collection.records if not r.members]  # ensemble rows trained nothing
-    preamble = ["## Settings", "", *settings_table(runs)] if runs else []
-    markdown = render_markdown(
-        collection, metrics, confidence=confidence, title="Report", preamble=preamble, figures=figures
-    )
+    trained = runs.trained  # ensemble and post-hoc rows trained nothing
+    preamble = ["## Settings", "", *settings_table(trained, _report_settings(runs))] if trained else []
+    markdown = render_markdown(runs, metrics, confidence=confidence, title="Report", preamble=preamble, figures=figures)
     report_path = out / REPORT_FILE
     report_path.write_text(markdown, encoding="utf-8")
     return ReportFiles(report_path=report_path, figures=written, leaderboard=leaderboard)

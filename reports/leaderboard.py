@@ -8,12 +8,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from reports.aggregate import CellKey, CellStats, aggregate, method_sort_key
+from reports.aggregate import CellKey, CellStats, aggregate, cell_sort_key, method_sort_key
 from reports.checks import HARDWARE_MARK, RATIO_MARK, RunChecks, check_runs
-from reports.collect import Collection, RunRecord, collect_runs
+from reports.collect import Collection, RunRecord, collect_runs, variant_text
 from reports.comparisons import COMPARISONS_FILE, comparison_table, render_comparisons_csv
 from reports.ensemble import with_ensembles
 from reports.formatting import NO_DATA, fmt_float, fmt_ratio, md_escape
+from reports.selection import Selection, SweepChoice, select_variants, sweep_table
 from reports.statistics import (
     DEFAULT_BASELINES,
     DEFAULT_CONFIDENCE,
@@ -40,7 +41,51 @@ METRIC_TITLES: dict[str, str] = {
     "test_top5_acc": "Top-5 accuracy",
     "test_map5": "MAP@5",
     "test_knn_acc": "kNN accuracy (k = 5, cosine, train embeddings)",
+    "test_deploy_precision": "Minority precision at the natural frequency",
+    "test_deploy_recall": "Minority recall (the same at any frequency)",
+    "test_deploy_f1": "Minority F1 at the natural frequency",
+    "test_deploy_false_alarms": "False alarms per true minority detection at the natural frequency (lower is better)",
+    "test_minority_ap": "Minority average precision at the natural frequency (no threshold)",
+    "test_deploy_macro_precision": "Macro precision at the natural frequency",
+    "test_deploy_macro_recall": "Macro recall (the same at any frequency)",
+    "test_deploy_macro_f1": "Macro F1 at the natural frequency",
+    "test_macro_ap": "Macro average precision at the natural frequency (one-vs-rest, no threshold)",
+    "test_ece": "Expected calibration error (15 bins; lower is better)",
+    "test_nll": "Negative log-likelihood (lower is better)",
+    "test_brier": "Brier score (lower is better)",
+    "val_minority_acc": "Validation minority-class accuracy",
+    "val_balanced_acc": "Validation balanced accuracy",
+    "posthoc_tau": "Post-hoc tau (chosen on validation)",
 }
+#: The "Deployment at the natural frequency" block of a binary section (bench.deployment): the test confusion
+#: re-weighted to the deploy prior.
+DEPLOYMENT_METRICS: tuple[str, ...] = (
+    "test_deploy_precision",
+    "test_deploy_recall",
+    "test_deploy_f1",
+    "test_deploy_false_alarms",
+    "test_minority_ap",
+)
+#: The same block of a long-tailed section: macro means over the classes present in test.
+LONG_TAIL_DEPLOYMENT_METRICS: tuple[str, ...] = (
+    "test_deploy_macro_precision",
+    "test_deploy_macro_recall",
+    "test_deploy_macro_f1",
+    "test_macro_ap",
+)
+#: The "Calibration" block (bench.calibration), on the test split as it is.
+CALIBRATION_METRICS: tuple[str, ...] = ("test_ece", "test_nll", "test_brier")
+#: Metrics where the lowest mean is best (bold): false alarms and the calibration errors.
+LOWER_IS_BETTER: frozenset[str] = frozenset({"test_deploy_false_alarms", *CALIBRATION_METRICS})
+#: Decimals shown in the Markdown where 3 read worse (false alarms run to tens); bold compares at these decimals.
+DECIMALS: dict[str, int] = {"test_deploy_false_alarms": 2}
+DEFAULT_DECIMALS = 3
+#: Shown in leaderboard.csv when some record reports them: the validation headline and the post-hoc tau.
+CSV_EXTRA_METRICS: tuple[str, ...] = ("val_minority_acc", "val_balanced_acc", "posthoc_tau")
+DEPLOYMENT_TITLE = "Deployment at the natural frequency"
+CALIBRATION_TITLE = "Calibration"
+SWEEP_TITLE = "Sweeps: settings chosen on validation"
+SETTING_COLUMN = "setting"
 #: A long-tailed section's tables (a task of more than two classes): balanced accuracy (the mean per-class accuracy)
 #: is the headline, then the many / medium / few-shot split, top-5, MAP@5, macro-F1, kNN accuracy and separation.
 LONG_TAIL_METRICS: tuple[str, ...] = (
@@ -80,7 +125,8 @@ def _legend(confidence: float) -> str:
         "that report the metric (a single run shows no std); ✗k marks k failed runs, which are left out of the mean; "
         "?k marks k missing runs: seeds that have a run elsewhere in the same task and backbone (any method or ratio) "
         f"but no result for this method and ratio (not run, unfinished or unreadable); {NO_DATA} means no data. "
-        "The best mean in each column (at the 3 decimals shown; ties all bold) is in **bold**. "
+        "The best mean in each column (the highest, or the lowest where the title says lower is better; at the "
+        "decimals shown; ties all bold) is in **bold**. "
         "Columns are the imbalance ratio = minority/majority training images asked for; "
         f"{RATIO_MARK} marks a cell with runs that trained at another actual ratio (the minority count is rounded to "
         f"whole images, at least 1, and capped by the images available), {HARDWARE_MARK} a cell whose runs mix "
@@ -114,16 +160,19 @@ class LeaderboardFiles:
     comparisons_path: Path
 
 
-def _format_cell(stats: CellStats | None, bold: bool, n_missing: int = 0, mark: str = "") -> str:
-    """``0.912 ± 0.034 (n=3)``, ``0.912 (n=1)``, ``—``; `` ✗k`` for k failed runs, `` ?k`` for k missing runs,
-    then the checks' ``mark`` (:mod:`reports.checks`)."""
+def _format_cell(
+    stats: CellStats | None, bold: bool, n_missing: int = 0, mark: str = "", decimals: int = DEFAULT_DECIMALS
+) -> str:
+    """``0.912 ± 0.034 (n=3)``, ``0.912 (n=1)``, ``—`` (means at ``decimals``); `` ✗k`` for k failed runs, `` ?k`` for
+    k missing runs, then the checks' ``mark`` (:mod:`reports.checks`)."""
     suffix = (f" ?{n_missing}" if n_missing else "") + (f" {mark}" if mark else "")
     if stats is None:
         return NO_DATA + suffix
     if stats.mean is None:
         text = NO_DATA
     else:
-        text = f"{stats.mean:.3f}" if stats.std is None else f"{stats.mean:.3f} ± {stats.std:.3f}"
+        mean = f"{stats.mean:.{decimals}f}"
+        text = mean if stats.std is None else f"{mean} ± {stats.std:.{decimals}f}"
         text = f"{text} (n={stats.n})"
         if bold:
             text = f"**{text}**"
@@ -131,12 +180,15 @@ def _format_cell(stats: CellStats | None, bold: bool, n_missing: int = 0, mark: 
     return text + failed + suffix
 
 
-def _best_means(cells: Sequence[CellStats | None]) -> set[int]:
-    """Indices of the cells whose mean, at display precision, is the highest in the column."""
-    shown = {i: round(c.mean, 3) for i, c in enumerate(cells) if c is not None and c.mean is not None}
+def _best_means(
+    cells: Sequence[CellStats | None], *, lower: bool = False, decimals: int = DEFAULT_DECIMALS
+) -> set[int]:
+    """Indices of the cells whose mean, at display precision (``decimals``), is the best in the column: the highest,
+    or the lowest when ``lower`` is better."""
+    shown = {i: round(c.mean, decimals) for i, c in enumerate(cells) if c is not None and c.mean is not None}
     if not shown:
         return set()
-    best = max(shown.values())
+    best = min(shown.values()) if lower else max(shown.values())
     return {i for i, value in shown.items() if value == best}
 
 
@@ -162,12 +214,16 @@ def _table(
     backbone: str,
     missing: dict[CellKey, tuple[int, ...]] | None = None,
     marks: Mapping[CellKey, str] | None = None,
+    metric: str = "",
 ) -> list[str]:
-    """One Markdown table: rows = methods, columns = ratios; ``marks`` flag cells (:mod:`reports.checks`)."""
+    """One Markdown table: rows = methods, columns = ratios; ``marks`` flag cells (:mod:`reports.checks`); the
+    ``metric``'s direction (:data:`LOWER_IS_BETTER`) and :data:`DECIMALS` decide the bold and the digits."""
     missing = missing or {}
     marks = marks or {}
+    decimals = DECIMALS.get(metric, DEFAULT_DECIMALS)
     grid = [[cells.get((task, backbone, m, r)) for r in ratios] for m in methods]
-    best = [_best_means([row[j] for row in grid]) for j in range(len(ratios))]
+    lower = metric in LOWER_IS_BETTER
+    best = [_best_means([row[j] for row in grid], lower=lower, decimals=decimals) for j in range(len(ratios))]
     lines = [
         "| method | " + " | ".join(fmt_ratio(r) for r in ratios) + " |",
         "|:---|" + "---:|" * len(ratios),
@@ -179,6 +235,7 @@ def _table(
                 i in best[j],
                 len(missing.get((task, backbone, method, ratio), ())),
                 marks.get((task, backbone, method, ratio), ""),
+                decimals,
             )
             for j, (cell, ratio) in enumerate(zip(row, ratios, strict=True))
         ]
@@ -194,17 +251,51 @@ def _stats_by_cell(records: Sequence[RunRecord], metrics: Sequence[str]) -> dict
     return {m: {(s.task, s.backbone, s.method, s.ratio): s for s in aggregate(records, m)} for m in metrics}
 
 
-def _footer(collection: Collection, n_check_warnings: int = 0) -> str:
-    records = [r for r in collection.records if not r.members]
-    n_finished = sum(1 for r in records if r.status == "finished")
-    n_failed = sum(1 for r in records if r.status == "failed")
-    n_missing = sum(len(seeds) for seeds in missing_seeds(records).values())
-    n_ensembles = len(collection.records) - len(records)
+@dataclass(frozen=True)
+class ReportRuns:
+    """The rows a report shows and what made them: ``collection`` (runs, each swept method at its chosen setting,
+    ensemble and post-hoc rows), the sweep ``selection`` (:mod:`reports.selection`; None: none made) and the
+    ``deploy_prior`` ({class: share}) the deploy_* metrics were recomputed at (None: each run's training prior)."""
+
+    collection: Collection
+    selection: Selection | None = None
+    deploy_prior: dict[str, float] | None = None
+
+    @property
+    def choices(self) -> tuple[SweepChoice, ...]:
+        return self.selection.choices if self.selection is not None else ()
+
+    @property
+    def left_out(self) -> tuple[RunRecord, ...]:
+        """Runs of swept settings not chosen: trained, but in no table row (only in the sweep tables)."""
+        return self.selection.left_out if self.selection is not None else ()
+
+    @property
+    def trained(self) -> list[RunRecord]:
+        """Every run that trained: the rows' runs and the settings not chosen; no derived rows."""
+        return [*(r for r in self.collection.records if not r.derived), *self.left_out]
+
+
+def as_report_runs(runs: Collection | ReportRuns) -> ReportRuns:
+    return runs if isinstance(runs, ReportRuns) else ReportRuns(runs)
+
+
+def _footer(runs: ReportRuns, n_check_warnings: int = 0) -> str:
+    """Run counts (every trained run, settings not chosen included; derived rows apart), missing runs, warnings."""
+    collection = runs.collection
+    trained = runs.trained
+    n_finished = sum(1 for r in trained if r.status == "finished")
+    n_failed = sum(1 for r in trained if r.status == "failed")
+    n_missing = sum(len(seeds) for seeds in missing_seeds(collection.records).values())
+    n_ensembles = sum(1 for r in collection.records if r.members)
+    n_posthoc = sum(1 for r in collection.records if r.posthoc_tau is not None)
     ensembles = f" · ensemble rows (per seed): {n_ensembles}" if n_ensembles else ""
+    posthoc = f" · post-hoc rows (per run): {n_posthoc}" if n_posthoc else ""
+    aside = f"; {len(runs.left_out)} of swept settings not chosen" if runs.left_out else ""
     return (
-        f"Runs: {len(records)} ({n_finished} finished, {n_failed} failed) · missing runs: {n_missing} · "
+        f"Runs: {len(trained)} ({n_finished} finished, {n_failed} failed{aside}) · missing runs: {n_missing} · "
         f"incomplete folders: {collection.incomplete} · warnings: {len(collection.warnings) + n_check_warnings}"
-        f"{ensembles}"
+        f"{ensembles}{posthoc}"
     )
 
 
@@ -224,22 +315,36 @@ def headline_metric(records: Sequence[RunRecord]) -> str:
 
 
 def section_metrics(records: Sequence[RunRecord], metrics: Sequence[str]) -> list[str]:
-    """The metrics one (task, backbone) section shows: :data:`DEFAULT_METRICS` adapts to the task (long-tailed ->
-    :data:`LONG_TAIL_METRICS`; binary -> plus :data:`OPTIONAL_METRICS`); an explicit list is used as given. Only
-    metrics some record reports."""
+    """The metrics of one (task, backbone) section's first tables: :data:`DEFAULT_METRICS` adapts to the task
+    (long-tailed -> :data:`LONG_TAIL_METRICS`; binary -> plus :data:`OPTIONAL_METRICS`); an explicit list is used as
+    given, less the blocks' metrics (:func:`block_metrics`). Only metrics some record reports."""
     if tuple(metrics) == DEFAULT_METRICS:
         metrics = LONG_TAIL_METRICS if is_long_tail(records) else (*DEFAULT_METRICS, *OPTIONAL_METRICS)
-    return reported_metrics(records, metrics)
+    in_blocks = {*DEPLOYMENT_METRICS, *LONG_TAIL_DEPLOYMENT_METRICS, *CALIBRATION_METRICS}
+    return reported_metrics(records, [m for m in metrics if m not in in_blocks])
+
+
+def block_metrics(records: Sequence[RunRecord], metrics: Sequence[str]) -> dict[str, list[str]]:
+    """``{block title: metrics}`` of a section's "Deployment at the natural frequency" and "Calibration" blocks: all
+    their metrics for :data:`DEFAULT_METRICS`, else those of ``metrics``; only metrics some record reports."""
+    deployment = LONG_TAIL_DEPLOYMENT_METRICS if is_long_tail(records) else DEPLOYMENT_METRICS
+    wanted = (*deployment, *CALIBRATION_METRICS) if tuple(metrics) == DEFAULT_METRICS else tuple(metrics)
+    return {
+        DEPLOYMENT_TITLE: reported_metrics(records, [m for m in deployment if m in wanted]),
+        CALIBRATION_TITLE: reported_metrics(records, [m for m in CALIBRATION_METRICS if m in wanted]),
+    }
 
 
 def table_metrics(records: Sequence[RunRecord], metrics: Sequence[str]) -> list[str]:
-    """The CSV's metrics: ``metrics``, and for the default set also the long-tail and optional metrics that some
-    record reports (so a binary-only grid keeps its columns)."""
+    """The CSV's metrics: ``metrics``, and for the default set also the long-tail and optional metrics, the
+    deployment and calibration metrics and :data:`CSV_EXTRA_METRICS` that some record reports (so a binary-only grid
+    keeps its columns)."""
     if tuple(metrics) != DEFAULT_METRICS:
         return list(metrics)
     candidates = (*LONG_TAIL_METRICS, *OPTIONAL_METRICS) if is_long_tail(records) else OPTIONAL_METRICS
-    extra = reported_metrics(records, [m for m in candidates if m not in metrics])
-    return [*metrics, *extra]
+    blocks = [m for names in block_metrics(records, metrics).values() for m in names]
+    extra = reported_metrics(records, [m for m in (*candidates, *CSV_EXTRA_METRICS) if m not in metrics])
+    return list(dict.fromkeys([*metrics, *extra, *blocks]))
 
 
 def _compared_metrics(records: Sequence[RunRecord]) -> tuple[str, ...]:
@@ -256,8 +361,48 @@ def _comparisons(
     }
 
 
+def _caption(metric: str, confidence: float) -> str:
+    """What a table's cells are: mean ± sample sd (n), where its intervals are, and its direction."""
+    lower = "; lower is better" if metric in LOWER_IS_BETTER else ""
+    return (
+        f"Mean ± sample sd over seeds (n = finished runs){lower}. Intervals: {_fmt_level(confidence)} Student-t "
+        f"interval over seeds (per cell: `{metric}_ci_low`, `{metric}_ci_high` in {CSV_FILE})."
+    )
+
+
+def _titled(level: str, metric: str, table: Sequence[str], confidence: float) -> list[str]:
+    """A metric's table under its title (``level``: ``###`` or ``####``), its caption beneath."""
+    return [f"{level} {METRIC_TITLES.get(metric, metric)}", "", *table, "", _caption(metric, confidence), ""]
+
+
+def prior_text(deploy_prior: Mapping[str, float] | None) -> str:
+    """``each run's training prior (...)`` or ``the prior 1=0.99, 8=0.01 (--deploy-prior)``."""
+    if deploy_prior is None:
+        return "each run's training prior (its training images per class, normalised to sum 1)"
+    shares = ", ".join(f"{name}={share:.4g}" for name, share in deploy_prior.items())
+    return f"the prior {shares} (--deploy-prior)"
+
+
+def _block_caption(title: str, records: Sequence[RunRecord], deploy_prior: Mapping[str, float] | None) -> str:
+    if title == CALIBRATION_TITLE:
+        return (
+            "On the test split as it is (no re-weighting), from the softmax of the saved logits: expected calibration "
+            "error (ECE: over 15 equal-width bins of the top-class confidence, the sum of bin share x |accuracy - mean "
+            "confidence|), negative log-likelihood (mean -ln p of the true class) and Brier score (mean over images "
+            "of the summed squared error of the probabilities). Lower is better: the lowest mean is bold."
+        )
+    detections = "per-class" if is_long_tail(records) else "minority"
+    return (
+        f"The test split's per-class rates re-weighted to {md_escape(prior_text(deploy_prior))}: what a user meets "
+        "when the classes come at that frequency rather than at the test split's. Precision, F1 and false alarms "
+        f"(false {detections} detections per true one) depend on it; recall does not. Average precision ranks the "
+        "test images by the class's softmax score, each image weighted by its class's share over its test images: "
+        "no threshold. Means over the classes present in test for a long-tailed task (macro)."
+    )
+
+
 def render_markdown(
-    collection: Collection,
+    collection: Collection | ReportRuns,
     metrics: Sequence[str] = DEFAULT_METRICS,
     *,
     confidence: float = DEFAULT_CONFIDENCE,
@@ -268,24 +413,30 @@ def render_markdown(
 ) -> str:
     """Markdown leaderboard: one section per (task, backbone), one table per metric.
 
-    Under each table a note on the intervals; for :data:`COMPARISON_METRICS` also one "Paired difference vs
-    <baseline>" table per baseline present in the section. ``preamble`` lines follow the title; ``figures`` maps
-    (task, backbone) to Markdown lines placed at the top of that section (the report's pictures). The notes of
-    ``checks`` (default: :func:`reports.checks.check_runs` of the records) follow each section's heading.
+    Under each table its caption (what ± is, where the intervals are); for :data:`COMPARISON_METRICS` also one
+    "Paired difference vs <baseline>" table per baseline present in the section; then the "Deployment at the natural
+    frequency" and "Calibration" blocks and, for a sweep (a :class:`ReportRuns`), the sweep table. ``preamble``
+    lines follow the title; ``figures`` maps (task, backbone) to Markdown lines placed at the top of that section
+    (the report's pictures). The notes of ``checks`` (default: :func:`reports.checks.check_runs` of the records),
+    of the sweep selection and of post-hoc rows follow each section's heading.
     """
-    records = collection.records
+    runs = as_report_runs(collection)
+    records = runs.collection.records
     checks = checks if checks is not None else check_runs(records)
     missing = missing_seeds(records)
     sections: dict[tuple[str, str], list[RunRecord]] = {}
     for record in records:
         sections.setdefault((record.task, record.backbone), []).append(record)
     shown = {key: section_metrics(section, metrics) for key, section in sections.items()}
-    used = list(dict.fromkeys(m for names in shown.values() for m in names))
+    blocks = {key: block_metrics(section, metrics) for key, section in sections.items()}
+    in_blocks = [m for by_title in blocks.values() for names in by_title.values() for m in names]
+    used = list(dict.fromkeys([*(m for names in shown.values() for m in names), *in_blocks]))
     cells = _stats_by_cell(records, used)
     compared = {key: [m for m in shown[key] if m in _compared_metrics(section)] for key, section in sections.items()}
     comparisons = _comparisons(
         records, list(dict.fromkeys(m for names in compared.values() for m in names)), confidence
     )
+    selection_notes = (runs.selection.notes or {}) if runs.selection is not None else {}
 
     lines = [f"# {title}", "", *preamble, _legend(confidence), ""]
     if not sections:
@@ -295,44 +446,68 @@ def render_markdown(
         methods = sorted({r.method for r in section}, key=method_sort_key)
         ratios = sorted({r.ratio for r in section}, reverse=True)
         lines += [f"## {md_escape(task)} — {md_escape(backbone)}", "", _class_description(section), ""]
-        notes = checks.notes.get((task, backbone), [])
+        notes = [
+            *checks.notes.get((task, backbone), []),
+            *selection_notes.get((task, backbone), []),
+        ]
         lines += ["Notes:", "", *notes, ""] if notes else []
         lines += list((figures or {}).get((task, backbone), ()))
+
         for metric in shown[(task, backbone)]:
-            lines += [f"### {METRIC_TITLES.get(metric, metric)}", ""]
-            lines += _table(methods, ratios, cells[metric], task, backbone, missing, checks.marks)
-            lines += [
-                "",
-                f"Intervals: {_fmt_level(confidence)} Student-t interval over seeds "
-                f"(per cell: `{metric}_ci_low`, `{metric}_ci_high` in {CSV_FILE}).",
-                "",
-            ]
+            table = _table(methods, ratios, cells[metric], task, backbone, missing, checks.marks, metric)
+            lines += _titled("###", metric, table, confidence)
             own = [c for c in comparisons.get(metric, []) if (c.task, c.backbone) == (task, backbone)]
             own = own if metric in compared[(task, backbone)] else []
             for baseline in DEFAULT_BASELINES:
-                table = comparison_table(own, methods, ratios, baseline)
-                if table:
-                    lines += [f"#### Paired difference vs {md_escape(baseline)}", "", *table, ""]
-    lines += ["---", "", _footer(collection, len(checks.warnings)), ""]
+                paired = comparison_table(own, methods, ratios, baseline)
+                if paired:
+                    lines += [f"#### Paired difference vs {md_escape(baseline)}", "", *paired, ""]
+        for block, names in blocks[(task, backbone)].items():
+            if names:
+                lines += [f"### {block}", "", _block_caption(block, section, runs.deploy_prior), ""]
+                for metric in names:
+                    table = _table(methods, ratios, cells[metric], task, backbone, missing, checks.marks, metric)
+                    lines += _titled("####", metric, table, confidence)
+        choices = [c for c in runs.choices if (c.task, c.backbone) == (task, backbone)]
+        if choices:
+            lines += [
+                f"### {SWEEP_TITLE}",
+                "",
+                *sweep_table(choices, methods),
+                "",
+                "Per method and ratio, each setting's means over its finished seeds (n); the setting with the best "
+                "validation mean (ties: the first listed) is the method's row in the tables above, with its test "
+                "metrics as measured. The test mean is shown, never used to choose. Paired differences use the "
+                "chosen setting's runs.",
+                "",
+            ]
+    lines += ["---", "", _footer(runs, len(checks.warnings)), ""]
     return "\n".join(lines)
 
 
-def csv_fieldnames(metrics: Sequence[str] = DEFAULT_METRICS) -> list[str]:
+def csv_fieldnames(metrics: Sequence[str] = DEFAULT_METRICS, *, setting: bool = False) -> list[str]:
     """CSV header: fixed columns, ``<metric>_mean, <metric>_std`` per metric, then ``n_missing`` and
-    ``<metric>_ci_low, <metric>_ci_high`` per metric (added later, so after the original columns)."""
+    ``<metric>_ci_low, <metric>_ci_high`` per metric (added later, so after the original columns); with ``setting``
+    last the swept setting of the row's runs (``sim_weight=0.1``; the one chosen on validation)."""
     fixed = ["task", "backbone", "majority_class", "minority_class", "method", "ratio", "n", "n_failed"]
     original = fixed + [f"{m}_{stat}" for m in metrics for stat in ("mean", "std")]
-    return original + ["n_missing"] + [f"{m}_{stat}" for m in metrics for stat in ("ci_low", "ci_high")]
+    later = ["n_missing"] + [f"{m}_{stat}" for m in metrics for stat in ("ci_low", "ci_high")]
+    return original + later + ([SETTING_COLUMN] if setting else [])
 
 
 def render_csv(
-    collection: Collection, metrics: Sequence[str] = DEFAULT_METRICS, *, confidence: float = DEFAULT_CONFIDENCE
+    collection: Collection | ReportRuns,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    *,
+    confidence: float = DEFAULT_CONFIDENCE,
 ) -> str:
     """CSV leaderboard: one row per (task, backbone, method, ratio) of the grid; ``n`` = finished runs in the cell.
 
     The grid is every method x ratio seen in a (task, backbone); a cell without any run has n=0 and only n_missing.
+    Derived rows (ensembles, post-hoc) have a row where they have records, and n_missing 0. A swept grid adds the
+    ``setting`` column.
     """
-    records = collection.records
+    records = as_report_runs(collection).collection.records
     metrics = table_metrics(records, metrics)
     stats = _stats_by_cell(records, metrics)
     intervals = {m: cell_intervals(records, m, confidence) for m in metrics}
@@ -341,10 +516,12 @@ def render_csv(
     for r in records:
         groups.setdefault((r.task, r.backbone, r.method, r.ratio), []).append(r)
         sections.setdefault((r.task, r.backbone), r)
+    missing = missing_seeds(records)
+    swept = any(r.variant for r in records)
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=csv_fieldnames(metrics), lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=csv_fieldnames(metrics, setting=swept), lineterminator="\n")
     writer.writeheader()
-    for key, missing in missing_seeds(records).items():
+    for key in sorted(missing.keys() | groups.keys(), key=cell_sort_key):
         task, backbone, method, ratio = key
         group = groups.get(key, [])
         classes = (group[0] if group else sections[(task, backbone)]).classes
@@ -357,8 +534,10 @@ def render_csv(
             "ratio": fmt_float(ratio),
             "n": sum(1 for r in group if r.status == "finished"),
             "n_failed": sum(1 for r in group if r.status == "failed"),
-            "n_missing": len(missing),
+            "n_missing": len(missing.get(key, ())),
         }
+        if swept:
+            row[SETTING_COLUMN] = "; ".join(dict.fromkeys(variant_text(r.variant) for r in group if r.variant))
         for metric in metrics:
             cell = stats[metric].get(key)
             interval = intervals[metric].get(key, _NO_INTERVAL)
@@ -371,12 +550,78 @@ def render_csv(
 
 
 def render_comparisons(
-    collection: Collection, metrics: Sequence[str] = DEFAULT_METRICS, *, confidence: float = DEFAULT_CONFIDENCE
+    collection: Collection | ReportRuns,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    *,
+    confidence: float = DEFAULT_CONFIDENCE,
 ) -> str:
     """``comparisons.csv``: every method against each of DEFAULT_BASELINES, paired by seed, for every metric."""
-    shown = reported_metrics(collection.records, table_metrics(collection.records, metrics))
-    by_metric = _comparisons(collection.records, shown, confidence)
+    records = as_report_runs(collection).collection.records
+    shown = reported_metrics(records, table_metrics(records, metrics))
+    by_metric = _comparisons(records, shown, confidence)
     return render_comparisons_csv([c for m in shown for c in by_metric[m]])
+
+
+def base_method(method: str) -> str:
+    """A row's method without its swept settings: ``fscl+os[sim_weight=0.3]`` -> ``fscl+os``."""
+    return method.partition("[")[0]
+
+
+def parse_posthoc(text: str) -> bool | tuple[str, ...]:
+    """``--posthoc``: ``all`` -> True (every method), ``none`` -> False, ``ce,os`` -> the methods named; ValueError
+    with a one-line message for an empty name."""
+    word = text.strip()
+    if word.lower() in ("all", "none"):
+        return word.lower() == "all"
+    names = tuple(name.strip() for name in word.split(","))
+    if not word or any(not name for name in names):
+        raise ValueError(f"{text!r}: give all, none or methods separated by commas (e.g. ce,os)")
+    return names
+
+
+def check_posthoc_methods(posthoc: bool | Sequence[str], records: Sequence[RunRecord]) -> None:
+    """ValueError naming the runs' methods when ``posthoc`` names a method no run has."""
+    if isinstance(posthoc, bool):
+        return
+    present = sorted({base_method(r.method) for r in records}, key=method_sort_key)
+    unknown = [name for name in posthoc if name not in present]
+    if unknown:
+        raise ValueError(f"no runs of method {', '.join(unknown)}; the runs have: {', '.join(present)}")
+
+
+def deploy_classes(records: Sequence[RunRecord]) -> tuple[str, ...]:
+    """The one set of class names of ``records`` (a deploy prior names them); ValueError when the runs have several
+    or none."""
+    found = list(dict.fromkeys(r.classes for r in records if r.classes))
+    if len(found) != 1:
+        sets = "; ".join(",".join(c) for c in found) or "none recorded"
+        raise ValueError(f"a deploy prior needs runs of one set of classes; these runs have: {sets}")
+    return found[0]
+
+
+def prepare_runs(
+    collection: Collection,
+    *,
+    ensemble: bool = False,
+    select_metric: str | None = None,
+    posthoc: bool | Sequence[str] = False,
+    deploy_prior: Sequence[float] | None = None,
+) -> ReportRuns:
+    """The report's rows from collected runs, in this order: each swept method's setting chosen on validation
+    (``select_metric``, a ``val_*`` name; None: the headline's twin; :mod:`reports.selection`), the soft-voting rows
+    (``ensemble``), the ``<method>+posthoc`` rows (``posthoc``: True for every method, or the methods named; a swept
+    method's rows by its name without settings; :mod:`reports.posthoc`), then the deploy_* metrics recomputed at
+    ``deploy_prior`` [C] in :func:`deploy_classes` order, or, for None, filled in at each run's training prior where a
+    run lacks them (:func:`reports.deployment.redeploy`)."""
+    selection = select_variants(collection, select_metric)
+    rows = selection.collection
+    if ensemble:
+        rows = with_ensembles(rows)
+    named_prior = None
+    if deploy_prior is not None:
+        classes = deploy_classes(rows.records)
+        named_prior = {name: float(share) for name, share in zip(classes, deploy_prior, strict=True)}
+    return ReportRuns(collection=rows, selection=selection, deploy_prior=named_prior)
 
 
 def load_collection(runs_dir: Path, *, ensemble: bool = False) -> Collection:
@@ -392,29 +637,30 @@ def write_leaderboard(
     metrics: Sequence[str] = DEFAULT_METRICS,
     confidence: float = DEFAULT_CONFIDENCE,
     ensemble: bool = False,
-    collection: Collection | None = None,
+    collection: Collection | ReportRuns | None = None,
 ) -> LeaderboardFiles:
-    """Collect ``runs_dir`` (or take ``collection``, already collected); write ``leaderboard.md``, ``leaderboard.csv``
-    and ``comparisons.csv`` into ``out_dir`` (default runs_dir). ``ensemble``: add the soft-voting rows of
-    :mod:`reports.ensemble` (when collecting here). ``warnings``: the collection's, then the checks' of
-    :mod:`reports.checks`."""
+    """Collect ``runs_dir`` (or take ``collection``, already collected, or the rows :func:`prepare_runs` made); write
+    ``leaderboard.md``, ``leaderboard.csv`` and ``comparisons.csv`` into ``out_dir`` (default runs_dir). When
+    collecting here: sweeps chosen on validation, and ``ensemble`` adds the soft-voting rows of
+    :mod:`reports.ensemble`. ``warnings``: the collection's, then the checks' of :mod:`reports.checks`."""
     if collection is None:
-        collection = load_collection(runs_dir, ensemble=ensemble)
-    checks = check_runs(collection.records)
+        collection = prepare_runs(collect_runs(Path(runs_dir)), ensemble=ensemble)
+    runs = as_report_runs(collection)
+    checks = check_runs(runs.collection.records)
     out = Path(out_dir) if out_dir is not None else Path(runs_dir)
     out.mkdir(parents=True, exist_ok=True)
-    markdown = render_markdown(collection, metrics, confidence=confidence, checks=checks)
+    markdown = render_markdown(runs, metrics, confidence=confidence, checks=checks)
     markdown_path = out / MARKDOWN_FILE
     csv_path = out / CSV_FILE
     comparisons_path = out / COMPARISONS_FILE
     markdown_path.write_text(markdown, encoding="utf-8")
-    csv_path.write_text(render_csv(collection, metrics, confidence=confidence), encoding="utf-8")
-    comparisons_path.write_text(render_comparisons(collection, metrics, confidence=confidence), encoding="utf-8")
+    csv_path.write_text(render_csv(runs, metrics, confidence=confidence), encoding="utf-8")
+    comparisons_path.write_text(render_comparisons(runs, metrics, confidence=confidence), encoding="utf-8")
     return LeaderboardFiles(
         markdown_path=markdown_path,
         csv_path=csv_path,
         markdown=markdown,
-        warnings=[*collection.warnings, *checks.warnings],
-        n_runs=len(collection.records),
+        warnings=[*runs.collection.warnings, *checks.warnings],
+        n_runs=len(runs.collection.records),
         comparisons_path=comparisons_path,
     )

@@ -84,12 +84,12 @@ def parse_select_metric(name: str) -> str:
     text = name.strip()
     if text.startswith(TEST_PREFIX):
         raise ValueError(
-            f"select metric {name!r}: settings are chosen on the validation split, never on test; "
+            f"{name!r} is a test metric: settings are chosen on the validation split, never on test; "
             f"name it without {TEST_PREFIX} (e.g. {text.removeprefix(TEST_PREFIX)})"
         )
     base = text.removeprefix(VAL_PREFIX)
     if base not in SELECTABLE_METRICS:
-        raise ValueError(f"unknown select metric {name!r}; choose one of: {', '.join(SELECTABLE_METRICS)}")
+        raise ValueError(f"unknown metric {name!r}; choose one of: {', '.join(SELECTABLE_METRICS)}")
     return VAL_PREFIX + base
 
 
@@ -98,7 +98,8 @@ def default_select_metric(records: Sequence[RunRecord]) -> str:
     return "val_balanced_acc" if any(r.is_long_tail for r in records) else "val_minority_acc"
 
 
-def _value_key(value: Any) -> tuple[int, float, str]:
+def value_sort_key(value: Any) -> tuple[int, float, str]:
+    """Numbers first, by value; then text."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return (0, float(value), "")
     return (1, 0.0, str(value))
@@ -106,7 +107,7 @@ def _value_key(value: Any) -> tuple[int, float, str]:
 
 def variant_sort_key(variant: Variant) -> tuple[tuple[str, tuple[int, float, str]], ...]:
     """Settings in sorted order: by setting name, then numbers by value (1e-05 before 0.001), then text."""
-    return tuple((key, _value_key(value)) for key, value in variant)
+    return tuple((key, value_sort_key(value)) for key, value in variant)
 
 
 def _mean(records: Sequence[RunRecord], metric: str) -> float | None:

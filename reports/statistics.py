@@ -219,11 +219,14 @@ def missing_seeds(records: Sequence[RunRecord]) -> dict[CellKey, tuple[int, ...]
 
     Expected seeds of a (task, backbone) group = every seed seen in it (any method, ratio or status). Cells cover the
     full grid of methods x ratios seen in the group, so a cell without any record misses all expected seeds.
-    Sorted in :func:`reports.aggregate.cell_sort_key` order; cells missing nothing map to ``()``.
+    Sorted in :func:`reports.aggregate.cell_sort_key` order; cells missing nothing map to ``()``. Derived rows
+    (ensembles, post-hoc adjustments: :attr:`RunRecord.derived`) are left out: they trained nothing, so nothing of
+    theirs can be missing, and their seeds are not expected of the runs.
     """
     groups: dict[tuple[str, str], list[RunRecord]] = {}
     for record in records:
-        groups.setdefault((record.task, record.backbone), []).append(record)
+        if not record.derived:
+            groups.setdefault((record.task, record.backbone), []).append(record)
 
     missing: dict[CellKey, tuple[int, ...]] = {}
     for (task, backbone), group in groups.items():
