@@ -140,6 +140,8 @@ def test_write_report_embeds_tables_and_existing_figures(fake_runs: Path, tmp_pa
         "training_curves_r0.1.png",
         "feature_space_r1_s0.png",
         "feature_space_r0.1_s0.png",
+        "reliability_r1.png",  # from the saved logits; no confusion figure: these results hold no test_confusion
+        "reliability_r0.1.png",
     }
     for path in files.figures:
         with Image.open(path) as image:
