@@ -82,7 +82,7 @@ def create_subset(
 ) -> TaskSubset | LongTailSubset:
     """The run's training subset: the paper's binary protocol, or the long-tailed profile for C > 2 classes; with
     ``val_count`` > 0 and no own validation split, each class's validation images are carved from the train split."""
-    carved = val_count if task.val_images is None else 0
+    carved = 0 if task.val_split else val_count
     if task.is_long_tail:
         return subsample_long_tail(
             task.train_labels,
@@ -123,7 +123,7 @@ def create_validation(task: TaskData, subset: TaskSubset | LongTailSubset, val_c
     it for training). DataError when the own split lacks a class."""
     if val_count == 0:
         return None
-    if task.val_images is None:
+    if not task.val_split:
         if len(subset.val_counts) == 0 or min(subset.val_counts) == 0:
             return None
         indices = subset.val_indices
@@ -132,7 +132,7 @@ def create_validation(task: TaskData, subset: TaskSubset | LongTailSubset, val_c
         )
     if task.val_problem:
         raise DataError(task.val_problem)
-    assert task.val_labels is not None
+    assert task.val_images is not None and task.val_labels is not None
     indices = np.arange(len(task.val_labels), dtype=np.int64)
     return Validation(task.val_images, task.val_labels, indices, task.val_ids, task.val_source)
 

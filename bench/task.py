@@ -11,10 +11,19 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from bench.data import DataError, DatasetSource, ImageSplit, ImageStack, decode_split, decode_split_cached
+from bench.data import (
+    DataError,
+    DatasetSource,
+    DecodedImages,
+    ImageSplit,
+    ImageStack,
+    decode_split,
+    decode_split_cached,
+)
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
 
@@ -26,7 +35,7 @@ class TaskData:
     Images from the decode cache are ImageStacks over read-only memmaps: index them, never copy them whole.
     The ids name each image in the run folder's records (subset.json, the saved outputs): for folders its path
     relative to the data set's root, posix (``train/deer/0001.jpg``), for built-in data sets its index in its split.
-    Without an own validation split (``val_images`` None), validation images are carved from the train split.
+    Without an own validation split (``val_split`` ""), validation images are carved from the train split.
     """
 
     classes: tuple[str, ...]  # (majority, minority), or C > 2 classes head to tail
@@ -41,7 +50,7 @@ class TaskData:
     val_labels: np.ndarray | None = None  # int64 [V]
     val_ids: tuple[str, ...] = ()
     val_split: str = ""  # the own validation split's folder name ("val" or "valid"); "" when carved from train
-    val_problem: str = ""  # why the own validation split cannot serve (a class without images); "" when it can
+    val_problem: str = ""  # why the own validation split cannot serve (a class without images; then no val_images)
 
     @property
     def is_long_tail(self) -> bool:
@@ -100,15 +109,14 @@ def _ids(split: ImageSplit, indices: np.ndarray) -> tuple[str, ...]:
     return tuple(p.relative_to(root).as_posix() for p in paths)
 
 
-def _missing_classes(split: ImageSplit, labels: np.ndarray, classes: Sequence[str], split_name: str) -> str:
-    """One line naming the first of ``classes`` without a decoded image in ``split`` (labels int [V], the split's
-    class indices) and what to do; "" when every class has one."""
+def _own_val_problem(split: ImageSplit, classes: Sequence[str], split_name: str) -> str:
+    """One line naming the first of ``classes`` without image files in ``split`` and what to do; "" when none."""
     for name in classes:
-        if not np.any(labels == split.classes.index(name)):
+        if not len(split.indices_of(name)):
             where = split.folder / name if split.folder is not None else f"the {split_name} split"
             return (
-                f"class '{name}' has no readable images in {where}, the data set's validation split; add some, or "
-                "pass --val-count 0"
+                f"class '{name}' has no images in {where}, the data set's validation split; add some, or pass "
+                "--val-count 0"
             )
     return ""
 
@@ -128,42 +136,44 @@ def prepare_task(
     :func:`bench.data.resize_square`); unreadable files are skipped and listed.
 
     With ``cache_dir``, ImageFolder splits go through the decode cache there (see :mod:`bench.data.cache`). A class
-    without images in the own validation split is no error here (``--val-count 0`` does not read it): the run
-    raises ``val_problem``.
+    without (readable) images in the own validation split is no error here (``--val-count 0`` does not read it):
+    ``val_problem`` says it, and a run that validates raises it.
     """
     check_classes(source.train, classes, "train")
     check_classes(source.test, classes, source.test_split)
-    splits = [("train", source.train), (source.test_split, source.test)]
-    if validation and source.val is not None:
-        splits.append((source.val_split, source.val))
-    decoded = {}
-    for split_name, split in splits:
-        report = None if progress is None else (lambda done, total, what=split_name: progress(what, done, total))
+
+    def decode(split_name: str, split: ImageSplit) -> DecodedImages:
+        report = None if progress is None else (lambda done, total: progress(split_name, done, total))
         if cache_dir is None:
-            decoded[split_name] = (split, decode_split(split, classes, img_size, resize=resize, progress=report))
-        else:
-            cached = decode_split_cached(split, classes, img_size, cache_dir, resize=resize, progress=report)
-            decoded[split_name] = (split, cached)
-    train_split, train = decoded["train"]
-    test_split, test = decoded[source.test_split]
-    own_val = {}
-    if len(splits) == 3:
-        val_split, val = decoded[source.val_split]
-        own_val = {
-            "val_images": val.images,
-            "val_labels": _task_labels(val_split, val.labels, classes),
-            "val_ids": _ids(val_split, val.source_indices),
-            "val_split": source.val_split,
-            "val_problem": _missing_classes(val_split, val.labels, classes, source.val_split),
-        }
+            return decode_split(split, classes, img_size, resize=resize, progress=report)
+        return decode_split_cached(split, classes, img_size, cache_dir, resize=resize, progress=report)
+
+    train, test = decode("train", source.train), decode(source.test_split, source.test)
+    skipped = train.skipped + test.skipped
+    own_val: dict[str, Any] = {}
+    if validation and source.val is not None:
+        problem = _own_val_problem(source.val, classes, source.val_split)
+        own_val = {"val_split": source.val_split, "val_problem": problem}
+        if not problem:
+            try:
+                val = decode(source.val_split, source.val)
+            except DataError as error:  # no readable image of a class
+                own_val["val_problem"] = f"validation split {source.val_split}/: {error}, or pass --val-count 0"
+            else:
+                own_val.update(
+                    val_images=val.images,
+                    val_labels=_task_labels(source.val, val.labels, classes),
+                    val_ids=_ids(source.val, val.source_indices),
+                )
+                skipped += val.skipped
     return TaskData(
         classes=classes,
         train_images=train.images,
-        train_labels=_task_labels(train_split, train.labels, classes),
-        train_ids=_ids(train_split, train.source_indices),
+        train_labels=_task_labels(source.train, train.labels, classes),
+        train_ids=_ids(source.train, train.source_indices),
         test_images=test.images,
-        test_labels=_task_labels(test_split, test.labels, classes),
-        skipped=sum((decoded[name][1].skipped for name, _ in splits), ()),
-        test_ids=_ids(test_split, test.source_indices),
+        test_labels=_task_labels(source.test, test.labels, classes),
+        skipped=skipped,
+        test_ids=_ids(source.test, test.source_indices),
         **own_val,
     )
