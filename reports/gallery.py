@@ -71,7 +71,7 @@ def minority_misses(runs: Sequence[RunRecord]) -> list[Miss] | str:
     lowest minority probability, then the id); a note (str) when a run's outputs or image ids cannot be read."""
     scored: dict[str, list[tuple[bool, float]]] = {}
     for record in runs:
-        outputs = load_outputs(record.folder)
+        outputs = load_outputs(record.folder, ("labels", "logits"))
         if outputs is None:
             return f"the test outputs of {record.folder.name} cannot be read"
         if "ids" not in outputs or len(outputs["ids"]) != len(outputs["labels"]):

@@ -32,6 +32,7 @@ from reports.statistics import DEFAULT_CONFIDENCE, Interval, t_interval
 
 METRICS_FILE = "metrics.jsonl"
 OUTPUTS_FILE = "test_outputs.npz"
+OUTPUT_ARRAYS = ("features", "labels", "logits")
 #: Points per class drawn in a feature-space panel (a fixed random sample when the test split is larger).
 MAX_POINTS_PER_CLASS = 600
 CLASS_COLOURS = ("#4477aa", "#ee6677")  # majority, minority (colour-blind safe); more classes: tab10 / tab20
@@ -298,12 +299,12 @@ def _band(axes, epochs: np.ndarray, values: np.ndarray, label: str) -> None:
         axes.fill_between(epochs, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.2)
 
 
-def load_outputs(folder: Path) -> dict[str, np.ndarray] | None:
-    """A run's ``test_outputs.npz`` as arrays (``features``, ``labels``, ``logits``, and ``ids`` when the run saved
-    them), or None if absent/unreadable."""
+def load_outputs(folder: Path, names: Sequence[str] = OUTPUT_ARRAYS) -> dict[str, np.ndarray] | None:
+    """The arrays ``names`` of a run's ``test_outputs.npz`` (``features``, ``labels``, ``logits``), plus ``ids`` when
+    the run saved them; None if the file is absent or unreadable or lacks one of ``names``."""
     try:
         with np.load(folder / OUTPUTS_FILE) as stored:
-            outputs = {name: stored[name] for name in ("features", "labels", "logits")}
+            outputs = {name: stored[name] for name in names}
             if "ids" in stored.files:
                 outputs["ids"] = stored["ids"]
             return outputs

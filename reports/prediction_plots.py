@@ -119,7 +119,7 @@ def pooled_reliability(runs: Sequence[RunRecord], bins: int = ECE_BINS) -> tuple
     runs whose outputs could be read; None when none could."""
     labels, logits = [], []
     for record in runs:
-        outputs = load_outputs(record.folder)
+        outputs = load_outputs(record.folder, ("labels", "logits"))
         if outputs is not None and outputs["logits"].ndim == 2 and len(outputs["labels"]) == len(outputs["logits"]):
             labels.append(outputs["labels"].astype(np.int64))
             logits.append(outputs["logits"].astype(np.float64))

@@ -354,3 +354,46 @@ def test_section_without_validation_notes_the_missing_gallery(tmp_path: Path) ->
         "choose the method on, and choosing it on test would flatter it."
     ]
     assert not any((tmp_path / "out" / "f").glob("gallery_*"))
+
+
+def test_derived_rows_only_in_the_ratio_lines(records: list[RunRecord]) -> None:
+    posthoc = [replace(r, method="ce+posthoc", posthoc_tau=1.0, metrics={**r.metrics, "val_minority_acc": 1.0})
+               for r in records if r.method == "ce"]  # fmt: skip
+    both = [*records, *posthoc]
+    legend = [t.get_text() for t in draw_accuracy_vs_ratio(both).axes[0].get_legend().get_texts()]
+    assert legend == ["ce", "ce+posthoc", "os"]  # a post-hoc row follows its method
+    # a post-hoc row shares its run's folder: its result.json, logits and curves are the plain run's
+    assert len(draw_confusion(at(both, 0.1), classes=CLASSES).axes) == 3  # ce, os, colour bar
+    assert len(draw_reliability(at(both, 0.1)).axes) == 2
+    assert len(draw_training_curves(at(both, 0.1)).axes) == 4
+    assert choose_on_validation(at(both, 0.1)).label == "ce"  # not the post-hoc row, whose logits are not saved
+
+
+def write_long_tail_run(runs: Path, seed: int) -> None:
+    folder = runs / f"lt__resnet18__ce__r0.1__s{seed}"
+    folder.mkdir(parents=True)
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    logits = np.eye(3)[[0, 0, 1, 0, 2, 1 if seed else 2]] * 2.0  # seed 0: one tail image wrong; seed 1: two
+    np.savez(folder / "test_outputs.npz", logits=logits.astype(np.float32), labels=labels,
+             features=np.eye(6, 4)[[0, 1, 2, 3, 0, 1]].astype(np.float16))  # fmt: skip
+    confusion = [[2, 0, 0], [1, 1, 0], [0, 1 if seed else 0, 1 if seed else 2]]
+    result = {"status": "finished", "task": "lt", "dataset": "digits", "classes": ["a", "b", "c"],
+              "backbone": "resnet18", "method": "ce", "ratio": 0.1, "seed": seed,
+              "metrics": {"test_balanced_acc": 0.8 - 0.1 * seed, "test_confusion": confusion}}  # fmt: skip
+    (folder / "result.json").write_text(json.dumps(result), encoding="utf-8")
+
+
+def test_long_tailed_figures_name_the_classes_and_skip_the_gallery(tmp_path: Path) -> None:
+    for seed in (0, 1):
+        write_long_tail_run(tmp_path / "runs", seed)
+    records = collect_runs(tmp_path / "runs").records
+    accuracy = draw_accuracy_vs_ratio(records, metric="test_balanced_acc", label="balanced accuracy")
+    assert accuracy.axes[0].get_title().startswith("lt: 3 classes, n = 2 seeds per point")
+    confusion = draw_confusion(records, classes=("a", "b", "c"))
+    axes = confusion.axes[0]
+    assert [t.get_text() for t in axes.get_xticklabels()] == ["a", "b", "c"]
+    # class c: seed 0 [0, 0, 2] -> 100% right; seed 1 [0, 1, 1] -> 50%: mean 75%, 3 of 4 images summed
+    assert axes.texts[8].get_text() == "75%\n(3)" and axes.texts[7].get_text() == "25%\n(1)"
+    lines = section_figures(records, tmp_path / "out" / "f", tmp_path / "out", ("a", "b", "c"))
+    assert not any("gallery" in line.lower() for line in lines)
+    assert (tmp_path / "out" / "f" / "confusion_r0.1.png").is_file()
