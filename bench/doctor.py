@@ -1,10 +1,11 @@
 """``bench doctor``: check a data set before a long grid.
 
-Class folders no task can use, counts of readable images per class and split, files that cannot be read, images
-shared between the train and test splits (same bytes, or the same decoded pixels), test images that are near-duplicates
-of train images (difference hashes a few bits apart: burst frames, re-encoded or shifted copies), the distribution of
-image sizes and modes, and, for every task and ratio, the training images the run's subsampling gives from the
-readable images.
+Class folders no task can use, counts of readable images per class and split (the data set's own validation split
+too, when the runs validate on it), files that cannot be read, images shared between the train and test splits (same
+bytes, or the same decoded pixels), test images that are near-duplicates of train images (difference hashes a few
+bits apart: burst frames, re-encoded or shifted copies), the distribution of image sizes and modes, and, for every
+task and ratio, the training images the run's subsampling gives from the readable images once the validation images
+are held out.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from bench.data import DatasetSource, ImageSplit
-from bench.data.feasibility import Feasibility, check_feasibility, left_out_note
+from bench.data.feasibility import Feasibility, carved_val_count, check_feasibility, left_out_note
 from bench.near_duplicates import NEAR_THRESHOLD, can_hash, dhash, find_near_pairs
 from bench.task import check_classes
 from bench.wording import join_and, plural
@@ -227,10 +228,12 @@ def find_near_duplicates(
 
 def check_task(
     source: DatasetSource, splits: Sequence[SplitReport], task: str, classes: tuple[str, ...],
-    ratios: Sequence[float], majority_count: int,
+    ratios: Sequence[float], majority_count: int, val_count: int = 0,
 ) -> TaskCheck:  # fmt: skip
-    """Whether the run can train ``task`` and what each ratio gives from the readable train images (the rule of
-    :func:`bench.data.feasibility.check_feasibility`); the classes are checked by :func:`check_task_classes`."""
+    """Whether the run can train ``task`` and what each ratio gives from the readable train images, ``val_count``
+    validation images a class held out unless the data set has its own (the rule of
+    :func:`bench.data.feasibility.check_feasibility`); the classes are checked by :func:`check_task_classes`.
+    splits: train first; a class without a readable image in any of them blocks the task."""
     unusable = [name for name in classes if name in source.unusable]
     if unusable:
         blocked = f"uses {join_and(unusable)}, whose class folders cannot be used; bench run refuses it"
@@ -241,7 +244,8 @@ def check_task(
         return TaskCheck(task, classes, None, blocked=blocked)
     train = splits[0]
     available = {name: train.counts[name] for name in classes}
-    feasibility = check_feasibility(available, ratios, majority_count=majority_count)
+    held = carved_val_count(source, val_count)
+    feasibility = check_feasibility(available, ratios, majority_count=majority_count, val_count=held)
     return TaskCheck(task, classes, feasibility, left_out=left_out_note(source, classes))
 
 
@@ -260,21 +264,28 @@ def examine(
     threads: int | None = None,
     progress: Progress | None = None,
     near_threshold: int = NEAR_THRESHOLD,
+    val_count: int = 0,
 ) -> DoctorReport:
-    """Inspect both splits of ``source``, compare their images (identical, or difference hashes within
-    ``near_threshold`` bits) and check every task x ratio (a task's unknown class: DataError first)."""
+    """Inspect the train and test splits of ``source`` (and its own validation split when ``val_count`` > 0),
+    compare the train and test images (identical, or difference hashes within ``near_threshold`` bits) and check
+    every task x ratio with ``val_count`` validation images a class held out (a task's unknown class: DataError
+    first)."""
     check_task_classes(source, tasks)
     train = inspect_split(source.train, "train", threads=threads, progress=progress)
     test = inspect_split(source.test, source.test_split, threads=threads, progress=progress)
+    splits = [train, test]
+    if val_count and source.val is not None:
+        splits.append(inspect_split(source.val, source.val_split, threads=threads, progress=progress))
     duplicates = find_duplicates(train, test)
     near = find_near_duplicates(train, test, threshold=near_threshold, identical=[name for _, name, _ in duplicates])
     unhashed = sum(not i.error and i.near_hash is None for split in (train, test) for i in split.images)
     return DoctorReport(
         dataset=source.name,
-        splits=[train, test],
+        splits=splits,
         duplicates=duplicates,
         tasks=[
-            check_task(source, [train, test], task, tuple(classes), ratios, majority_count) for task, classes in tasks
+            check_task(source, splits, task, tuple(classes), ratios, majority_count, val_count)
+            for task, classes in tasks
         ],
         unusable=source.unusable,
         near_duplicates=near,

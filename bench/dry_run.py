@@ -14,7 +14,7 @@ import torch
 from bench.checkpoint import checkpoint_file, saved_epoch
 from bench.config import GridSpec, RunConfig
 from bench.data import DatasetSource
-from bench.data.feasibility import indexed_counts, task_notes, training_counts
+from bench.data.feasibility import carved_val_count, indexed_counts, task_notes, training_counts
 from bench.data.loader import oversampled_size, steps_per_epoch
 from bench.device import DeviceSetup
 from bench.grid import pending_cells
@@ -79,18 +79,25 @@ class GridEstimate:
 
 
 def train_images(source: DatasetSource, config: RunConfig) -> int:
-    """Training images of one epoch of ``config``, from the indexed images (unreadable files counted): the subset's
-    size, which oversampling draws as well, except with ``--oversample-epoch full`` (C x the largest class; for
-    ``drs`` from its switch epoch on, so averaged over the run's epochs)."""
+    """Training images of one epoch of ``config``, from the indexed images (unreadable files counted) less the
+    validation images held out of them: the subset's size, which oversampling draws as well, except with
+    ``--oversample-epoch full`` (C x the largest class; for ``drs`` from its switch epoch on, so averaged over the
+    run's epochs)."""
     available = list(indexed_counts(source.train, config.classes).values())
-    counts = training_counts(available, majority_count=config.settings.majority_count, ratio=config.ratio)
+    settings = config.settings
+    counts = training_counts(
+        available,
+        majority_count=settings.majority_count,
+        ratio=config.ratio,
+        val_count=carved_val_count(source, settings.val_count),
+    )
     spec = parse_method(config.method)
-    if not spec.oversample or config.settings.oversample_epoch != "full":
+    if not spec.oversample or settings.oversample_epoch != "full":
         return sum(counts)
     if not spec.deferred_sampling:
         return oversampled_size(counts)
-    epochs = config.settings.epochs
-    before = min(epochs, drw_epoch(config.settings) - 1)  # epochs of plain shuffling before drs switches
+    epochs = settings.epochs
+    before = min(epochs, drw_epoch(settings) - 1)  # epochs of plain shuffling before drs switches
     return round((before * sum(counts) + (epochs - before) * oversampled_size(counts)) / epochs)
 
 
@@ -145,7 +152,9 @@ def estimate_grid(
         seconds = step_seconds[(cell.backbone, parse_method(cell.method).needs_taps)]
         done = saved_epoch(checkpoint_file(out_dir, cell.run_id, checkpoint_dir), cell)
         remaining.append(CellCost(cell, count, seconds, done))
-    notes = task_notes(source, spec.tasks, spec.ratios, majority_count=settings.majority_count)
+    notes = task_notes(
+        source, spec.tasks, spec.ratios, majority_count=settings.majority_count, val_count=settings.val_count
+    )
     return GridEstimate(cells, remaining, parallel, step_seconds, setup.description, threads, notes)
 
 

@@ -106,6 +106,32 @@ def test_doctor_predicts_the_subsets_the_run_trains(tmp_path: Path) -> None:
     trained = [create_subset(task, majority_count=100, ratio=r, seed=3).class_counts for r in ratios]
     assert trained == [(6, 3), (6, 3), (6, 1), (6, 1)]  # 6 readable deer images of 8 files
     assert check.feasibility is not None and [o.counts for o in check.feasibility.outcomes] == trained
+    # with 2 validation images a class: deer 6 - 2 = 4, horse 3 - min(2, 3 // 2) = 2 left to train on
+    (held,) = examine(source, [("fine", ("deer", "horse"))], ratios, majority_count=100, threads=2, val_count=2).tasks
+    trained = [create_subset(task, majority_count=100, ratio=r, seed=3, val_count=2).class_counts for r in ratios]
+    assert trained == [(4, 2), (4, 2), (4, 1), (4, 1)]  # 0.2 x 4 = 0.8 rounds to 1
+    assert held.feasibility is not None and [o.counts for o in held.feasibility.outcomes] == trained
+
+
+def test_doctor_reads_an_own_validation_split_only_when_runs_validate(tmp_path: Path) -> None:
+    root = _make_folder(tmp_path / "data")
+    (root / "val" / "deer").mkdir(parents=True)
+    _image(90).save(root / "val" / "deer" / "0.png")
+    source = open_source(root)
+    task = [("fine", ("deer", "horse"))]
+    report = examine(source, task, [1.0], majority_count=100, threads=2, val_count=5)
+    assert [split.name for split in report.splits] == ["train", "test", "val"]
+    assert report.splits[2].counts == {"deer": 1, "horse": 0}
+    (check,) = report.tasks
+    assert check.feasibility is None and "no readable image in val/horse" in check.blocked
+    without = examine(source, task, [1.0], majority_count=100, threads=2, val_count=0)
+    assert [split.name for split in without.splits] == ["train", "test"]
+    (check,) = without.tasks  # with its own val/ nothing is carved from train: 6 vs 3 as without validation
+    assert check.feasibility is not None and check.feasibility.outcomes[0].counts == (6, 3)
+    (root / "val" / "horse").mkdir()
+    _image(91).save(root / "val" / "horse" / "0.png")
+    (check,) = examine(open_source(root), task, [1.0], majority_count=100, threads=2, val_count=5).tasks
+    assert check.feasibility is not None and check.feasibility.outcomes[0].counts == (6, 3)  # nothing carved
 
 
 def test_in_memory_split_and_pixel_duplicates() -> None:

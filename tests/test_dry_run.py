@@ -183,3 +183,28 @@ def test_the_estimate_counts_steps_as_the_loader_makes_them(tmp_path: Path, time
         )
         assert result.exit_code == 0, result.output
         assert f"{seconds:.1f} s of training" in result.output, result.output
+
+
+def test_training_images_leave_out_the_validation_images(tmp_path: Path) -> None:
+    """train/a 10 and train/b 6 images: validation holds out min(100, n // 2) = 5 and 3, so ratio 1 trains on
+    5 + min(5, 3) = 8 images an epoch; --val-count 0, or a val/ of its own beside test/, leaves all 10 + 6 = 16."""
+    from PIL import Image
+
+    root = tmp_path / "data"
+    for split, counts in (("train", {"a": 10, "b": 6}), ("test", {"a": 1, "b": 1})):
+        for name, count in counts.items():
+            (root / split / name).mkdir(parents=True)
+            for i in range(count):
+                Image.new("RGB", (4, 4), (i, 0, 0)).save(root / split / name / f"{i}.png")
+
+    def images(**options: object) -> int:
+        grid = {"ratios": "1", "methods": "ce", "seeds": 1, "majority_count": 1000, **options}
+        plan = plan_run(data=str(root), config_path=None, task_names=(), classes=("a", "b"), options=grid)
+        (cell,) = plan.spec.cells()
+        return dry_run_module.train_images(plan.source, cell)
+
+    assert images() == 8 and images(val_count=0) == 16
+    for name in ("a", "b"):
+        (root / "val" / name).mkdir(parents=True)
+        Image.new("RGB", (4, 4)).save(root / "val" / name / "0.png")
+    assert images() == 16

@@ -60,3 +60,20 @@ def test_long_tailed_task_notes() -> None:
 def test_a_class_without_images_is_an_error() -> None:
     with pytest.raises(DataError, match="class horse has no images to train on"):
         check_feasibility({"deer": 60, "horse": 0}, [0.1], majority_count=100)
+
+
+def test_validation_images_are_held_out_before_the_ratio() -> None:
+    # 60 deer and 40 horses, 10 validation images each: 50 vs 30 left to train on; ratio 1 wants 50 horses, gets 30
+    feasibility = check_feasibility({"deer": 60, "horse": 40}, [1, 0.1], majority_count=10000, val_count=10)
+    assert [o.counts for o in feasibility.outcomes] == [(50, 30), (50, 5)]
+    assert feasibility.notes == (
+        "minority horse has only 30 images to train on (10 more for validation); ratio 1 needs 50 (actual ratio 0.6)",
+    )
+    # at most half a class is held out: 100 -> 50 held, 50 left; 7 -> 3 held, 4 left
+    assert training_counts([100, 7], majority_count=100, ratio=1, val_count=100) == (50, 4)
+    # long-tailed: [50, 20, 9] less (5, 5, 4) = [45, 15, 5] before the profile: n_max 45, 45 x 0.1^0.5 = 14.2 -> 14,
+    # 45 x 0.1 = 4.5 -> 4 (without validation it would be 50, 15, 5)
+    assert training_counts([50, 20, 9], majority_count=100, ratio=0.1, val_count=5) == (45, 14, 4)
+    labels = np.repeat([0, 1], [37, 25])  # the run's own subset agrees
+    subset = subsample_task(labels, 0, 1, majority_count=30, ratio=1, seed=4, val_count=12)
+    assert training_counts([37, 25], majority_count=30, ratio=1, val_count=12) == subset.class_counts == (25, 13)
