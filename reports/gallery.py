@@ -179,14 +179,15 @@ def draw_gallery(records: Sequence[RunRecord], *, limit: int = GALLERY_SIZE) -> 
     for axes, miss, image in zip(grid.flat, shown, images, strict=False):
         axes.imshow(image, interpolation="nearest")
         axes.set_title(
-            f"predicted {classes[0]} ({miss.wrong}/{miss.seeds})\np({classes[1]}) = {miss.minority_probability:.2f}",
+            f"predicted {classes[0]} ({miss.wrong}/{miss.seeds})\n"
+            f"mean p({classes[1]}) = {miss.minority_probability:.2f}",
             fontsize="x-small",
         )
     n = seed_count_text([len(choice.runs)])
     figure.suptitle(
         f"{task_title(records)}, ratio {ratio}: minority test images {choice.label} gets wrong\n"
-        f"{len(shown)} of {len(misses)} shown ({n} pooled), most often wrong first; "
-        f"{choice.label} chosen on validation ({choice.metric} {choice.mean:.3f})",
+        f"{choice.label} chosen on validation ({choice.metric} {choice.mean:.3f}); {len(shown)} of {len(misses)} "
+        f"shown, {n} pooled\n(k/n): the seeds that get it wrong, most often wrong first; mean p over the n seeds",
         fontsize="small",
     )
     caption = (

@@ -278,7 +278,7 @@ def test_gallery_follows_validation_not_test(records: list[RunRecord]) -> None:
     (first,) = images[0].get_images()
     assert isinstance(first, AxesImage)
     np.testing.assert_array_equal(first.get_array(), np.full((8, 8, 3), 20 * 6))  # the file test/horse/0.png
-    assert images[0].get_title() == f"predicted deer (3/3)\np(horse) = {sigmoid(-1):.2f}"
+    assert images[0].get_title() == f"predicted deer (3/3)\nmean p(horse) = {sigmoid(-1):.2f}"
     assert "minority test images ce gets wrong" in gallery.figure.get_suptitle()
     assert "chosen on validation (val_minority_acc 0.900)" in gallery.figure.get_suptitle()
     assert gallery.text.startswith("Minority (horse) test images that ce gets wrong at ratio 0.1: 3 of 3")
