@@ -121,6 +121,15 @@ def _own_val_problem(split: ImageSplit, classes: Sequence[str], split_name: str)
     return ""
 
 
+def check_val_classes(source: DatasetSource, classes: Sequence[str], val_count: int) -> None:
+    """One-line DataError, before anything is decoded, when runs validate (``val_count`` > 0) on the data set's own
+    validation split and it has no image file of one of ``classes``."""
+    if val_count and source.val is not None:
+        problem = _own_val_problem(source.val, classes, source.val_split)
+        if problem:
+            raise DataError(problem)
+
+
 def prepare_task(
     source: DatasetSource,
     classes: tuple[str, ...],

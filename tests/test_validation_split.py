@@ -17,7 +17,7 @@ from bench.data.digits import open_digits
 from bench.data.subsample import trainable_counts, validation_counts
 from bench.results import RUN_FILES, VAL_OUTPUTS_FILE, RunFolder
 from bench.runner import create_subset, create_validation, subset_record
-from bench.task import TaskData, prepare_task
+from bench.task import TaskData, check_val_classes, prepare_task
 
 RATIOS = (1.0, 0.5, 0.1, 0.01)
 
@@ -206,7 +206,12 @@ def test_valid_folder_counts_too_and_a_lone_val_is_the_test_split(tmp_path: Path
 
 def test_own_val_without_a_class_is_a_one_line_error_unless_validation_is_off(tmp_path: Path) -> None:
     root = write_folder(tmp_path / "data", {"train": {"a": 4, "b": 4}, "test": {"a": 1, "b": 1}, "val": {"a": 2}})
-    task = prepare_task(open_source(root), ("a", "b"), 8)
+    source = open_source(root)
+    with pytest.raises(DataError, match=r"class 'b' has no images in .*val/b"):
+        check_val_classes(source, ("a", "b"), 100)  # what a grid can check before it decodes anything
+    check_val_classes(source, ("a", "b"), 0)
+    check_val_classes(source, ("a",), 100)
+    task = prepare_task(source, ("a", "b"), 8)
     subset = create_subset(task, majority_count=100, ratio=1.0, seed=0, val_count=100)
     assert subset.val_counts == (0, 0) and subset.class_counts == (4, 4)  # never carved: the data set has val/
     with pytest.raises(DataError, match=r"class 'b' has no images in .*val/b, .*; add some, or pass --val-count 0$"):
