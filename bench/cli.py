@@ -229,20 +229,64 @@ def report(
             help="Add soft-voting rows: each method averaged across backbones, and all methods of one backbone.",
         ),
     ] = False,
+    select_metric: Annotated[
+        str | None,
+        typer.Option(
+            help="The validation metric a swept method's setting is chosen on, per ratio (mean over seeds): "
+            "minority_acc, balanced_acc, macro_f1, ... Never a test metric. \\[minority_acc; long-tailed tasks: "
+            "balanced_acc]",
+        ),
+    ] = None,
+    posthoc: Annotated[
+        str,
+        typer.Option(
+            help="Add <method>+posthoc rows: the saved test logits minus tau x log(training prior), tau chosen per "
+            "run on its validation logits. 'all', 'none' or methods separated by commas (ce,os).",
+        ),
+    ] = "all",
+    deploy_prior: Annotated[
+        str | None,
+        typer.Option(
+            help="The class frequencies of deployment the deploy_* metrics are computed at: the minority's share P "
+            "of a binary task (0.01), or name=share,... for every class. \\[each run's training prior]",
+        ),
+    ] = None,
 ) -> None:
     """Write report.md (settings, tables, paired comparisons, figures), leaderboard.md/.csv and comparisons.csv."""
-    from reports import load_collection, write_report
+    from reports import collect_runs, write_report
+    from reports.deployment import parse_deploy_prior
+    from reports.leaderboard import check_posthoc_methods, deploy_classes, parse_posthoc, prepare_runs
+    from reports.selection import parse_select_metric
 
     if not runs_dir.is_dir():
         fail(f"{runs_dir} is not a folder; pass the --out folder of a bench run")
-    collection = load_collection(runs_dir, ensemble=ensemble)
+    try:
+        chosen_on = parse_select_metric(select_metric) if select_metric is not None else None
+    except ValueError as error:
+        fail(f"--select-metric: {error}")
+    try:
+        posthoc_methods = parse_posthoc(posthoc)
+    except ValueError as error:
+        fail(f"--posthoc: {error}")
+    collection = collect_runs(runs_dir)
     if not collection.records:  # checked before anything is written: an error leaves no files behind
         for warning in collection.warnings:
             typer.echo(f"warning: {warning}", err=True)
         fail(f"no finished runs found in {runs_dir}; pass the --out folder of a bench run")
     try:
+        check_posthoc_methods(posthoc_methods, collection.records)
+    except ValueError as error:
+        fail(f"--posthoc: {error}")
+    try:
+        prior = None if deploy_prior is None else parse_deploy_prior(deploy_prior, deploy_classes(collection.records))
+    except ValueError as error:
+        fail(f"--deploy-prior: {error}")
+    runs = prepare_runs(
+        collection, ensemble=ensemble, select_metric=chosen_on, posthoc=posthoc_methods, deploy_prior=prior
+    )
+    try:
         files = write_report(
-            runs_dir, out, progress=lambda what: typer.echo(f"drawing {what}", err=True), collection=collection
+            runs_dir, out, progress=lambda what: typer.echo(f"drawing {what}", err=True), collection=runs
         )
     except OSError as error:
         fail(f"cannot write the report: {error}")

@@ -7,12 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from reports.collect import RunRecord
+from reports.posthoc import POSTHOC_SUFFIX
 
 #: Methods listed first, in this order, when present; any other method follows alphabetically.
 PREFERRED_METHOD_ORDER: tuple[str, ...] = ("ce", "os", "cb", "fscl", "fscl+os")
-
-#: A post-hoc logit-adjusted row's method: ``ce+posthoc`` (reports.posthoc).
-POSTHOC_SUFFIX = "+posthoc"
 
 CellKey = tuple[str, str, str, float]
 

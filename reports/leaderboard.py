@@ -12,8 +12,10 @@ from reports.aggregate import CellKey, CellStats, aggregate, cell_sort_key, meth
 from reports.checks import HARDWARE_MARK, RATIO_MARK, RunChecks, check_runs
 from reports.collect import Collection, RunRecord, collect_runs, variant_text
 from reports.comparisons import COMPARISONS_FILE, comparison_table, render_comparisons_csv
-from reports.ensemble import with_ensembles
+from reports.deployment import redeploy
+from reports.ensemble import OUTPUTS_FILE, with_ensembles
 from reports.formatting import NO_DATA, fmt_float, fmt_ratio, md_escape
+from reports.posthoc import POSTHOC_SUFFIX, POSTHOC_TAUS, VAL_OUTPUTS_FILE, with_posthoc
 from reports.selection import Selection, SweepChoice, select_variants, sweep_table
 from reports.statistics import (
     DEFAULT_BASELINES,
@@ -42,12 +44,12 @@ METRIC_TITLES: dict[str, str] = {
     "test_map5": "MAP@5",
     "test_knn_acc": "kNN accuracy (k = 5, cosine, train embeddings)",
     "test_deploy_precision": "Minority precision at the natural frequency",
-    "test_deploy_recall": "Minority recall (the same at any frequency)",
+    "test_deploy_recall": "Minority recall (= minority-class accuracy, at any frequency)",
     "test_deploy_f1": "Minority F1 at the natural frequency",
     "test_deploy_false_alarms": "False alarms per true minority detection at the natural frequency (lower is better)",
     "test_minority_ap": "Minority average precision at the natural frequency (no threshold)",
     "test_deploy_macro_precision": "Macro precision at the natural frequency",
-    "test_deploy_macro_recall": "Macro recall (the same at any frequency)",
+    "test_deploy_macro_recall": "Macro recall (= balanced accuracy, at any frequency)",
     "test_deploy_macro_f1": "Macro F1 at the natural frequency",
     "test_macro_ap": "Macro average precision at the natural frequency (one-vs-rest, no threshold)",
     "test_ece": "Expected calibration error (15 bins; lower is better)",
@@ -395,10 +397,24 @@ def _block_caption(title: str, records: Sequence[RunRecord], deploy_prior: Mappi
     return (
         f"The test split's per-class rates re-weighted to {md_escape(prior_text(deploy_prior))}: what a user meets "
         "when the classes come at that frequency rather than at the test split's. Precision, F1 and false alarms "
-        f"(false {detections} detections per true one) depend on it; recall does not. Average precision ranks the "
-        "test images by the class's softmax score, each image weighted by its class's share over its test images: "
-        "no threshold. Means over the classes present in test for a long-tailed task (macro)."
+        f"(false {detections} detections per true one) depend on it; recall does not. A run that never predicts "
+        "the class has no precision or false-alarm rate: it is left out of those cells (a smaller n, or —). Average "
+        "precision ranks the test images by the class's softmax score, each image weighted by its class's share over "
+        "its test images: no threshold. Means over the classes present in test for a long-tailed task (macro)."
     )
+
+
+def _posthoc_note(records: Sequence[RunRecord]) -> list[str]:
+    """The section's note on its ``<method>+posthoc`` rows; none without them."""
+    if not any(r.posthoc_tau is not None for r in records):
+        return []
+    taus = ", ".join(f"{tau:g}" for tau in POSTHOC_TAUS)
+    return [
+        f"- `<method>{POSTHOC_SUFFIX}` rows: post-hoc logit adjustment (Menon et al., ICLR 2021) of the method's saved "
+        "test logits, logits - tau x ln(training prior), with tau chosen per run on its own validation logits (the "
+        f"best balanced accuracy; ties: the smallest tau) from {taus}; the mean tau is `posthoc_tau_mean` in "
+        f"{CSV_FILE}. Nothing is trained: these rows are not counted as runs and have no missing marks."
+    ]
 
 
 def render_markdown(
@@ -449,6 +465,7 @@ def render_markdown(
         notes = [
             *checks.notes.get((task, backbone), []),
             *selection_notes.get((task, backbone), []),
+            *_posthoc_note(section),
         ]
         lines += ["Notes:", "", *notes, ""] if notes else []
         lines += list((figures or {}).get((task, backbone), ()))
@@ -599,6 +616,28 @@ def deploy_classes(records: Sequence[RunRecord]) -> tuple[str, ...]:
     return found[0]
 
 
+def _lacks_deployment(record: RunRecord) -> bool:
+    """A finished run (or post-hoc row) with saved test logits but without the deployment or calibration metrics: a
+    run written before they existed. A run without saved logits cannot get them: its cells stay empty."""
+    recall = "test_deploy_macro_recall" if record.is_long_tail else "test_deploy_recall"
+    has_outputs = (record.folder / OUTPUTS_FILE).is_file()
+    lacks = any(name not in record.metrics for name in (recall, *CALIBRATION_METRICS))
+    return record.status == "finished" and not record.members and has_outputs and lacks
+
+
+def _fill_deployment(collection: Collection) -> Collection:
+    """``collection`` with the deployment and calibration metrics filled in where a run lacks them (at its recorded
+    deploy prior, else its training prior: :func:`reports.deployment.redeploy` with ``fill_only``)."""
+    lacking = [i for i, r in enumerate(collection.records) if _lacks_deployment(r)]
+    if not lacking:
+        return collection
+    filled = redeploy(Collection([collection.records[i] for i in lacking], [], 0), fill_only=True)
+    records = list(collection.records)
+    for i, record in zip(lacking, filled.records, strict=True):
+        records[i] = record
+    return Collection(records, [*collection.warnings, *filled.warnings], collection.incomplete)
+
+
 def prepare_runs(
     collection: Collection,
     *,
@@ -609,18 +648,28 @@ def prepare_runs(
 ) -> ReportRuns:
     """The report's rows from collected runs, in this order: each swept method's setting chosen on validation
     (``select_metric``, a ``val_*`` name; None: the headline's twin; :mod:`reports.selection`), the soft-voting rows
-    (``ensemble``), the ``<method>+posthoc`` rows (``posthoc``: True for every method, or the methods named; a swept
-    method's rows by its name without settings; :mod:`reports.posthoc`), then the deploy_* metrics recomputed at
+    (``ensemble``), the ``<method>+posthoc`` rows (``posthoc``: True for every method, quietly none when no run saved
+    validation outputs, or the methods named; a swept method's rows by its name without settings;
+    :mod:`reports.posthoc`), then the deploy_* metrics recomputed at
     ``deploy_prior`` [C] in :func:`deploy_classes` order, or, for None, filled in at each run's training prior where a
     run lacks them (:func:`reports.deployment.redeploy`)."""
     selection = select_variants(collection, select_metric)
     rows = selection.collection
     if ensemble:
         rows = with_ensembles(rows)
+    with_validation = any((r.folder / VAL_OUTPUTS_FILE).is_file() for r in rows.records if not r.derived)
+    if posthoc is True and with_validation:  # "all" of runs without validation outputs: nothing to adjust, no warning
+        rows = with_posthoc(rows)
+    elif posthoc and posthoc is not True:
+        named = set(posthoc)
+        rows = with_posthoc(rows, {r.method for r in rows.records if base_method(r.method) in named})
     named_prior = None
     if deploy_prior is not None:
         classes = deploy_classes(rows.records)
         named_prior = {name: float(share) for name, share in zip(classes, deploy_prior, strict=True)}
+        rows = redeploy(rows, deploy_prior)
+    else:
+        rows = _fill_deployment(rows)
     return ReportRuns(collection=rows, selection=selection, deploy_prior=named_prior)
 
 
