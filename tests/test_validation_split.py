@@ -137,6 +137,15 @@ def test_digits_validation_is_train_split_images_outside_every_subset(digits_tas
     assert subset_record(task, no_val, None)["val"] == {} and subset_record(task, no_val, None)["val_source"] is None
 
 
+def test_no_validation_when_a_class_has_no_image_to_spare() -> None:
+    """A class of one image keeps it for training (v = min(100, 1 // 2) = 0): the run then validates on nothing."""
+    images = np.zeros((5, 8, 8, 3), dtype=np.uint8)
+    task = TaskData(("a", "b"), images, np.array([0, 0, 0, 0, 1]), tuple("01234"), images[:2], np.array([0, 1]), ())
+    subset = create_subset(task, majority_count=100, ratio=1.0, seed=0, val_count=100)
+    assert subset.val_counts == (2, 0) and subset.class_counts == (2, 1)
+    assert create_validation(task, subset, 100) is None
+
+
 def test_test_ids_are_indices_in_the_test_split(digits_task: TaskData) -> None:
     source = open_digits()
     ids = np.array([int(i) for i in digits_task.test_ids])
