@@ -10,7 +10,8 @@
 - **Same subset**: two asked ratios of one task, backbone, method and seed that trained on the same numbers of
   images per class, hence (subsets are nested) on the same images: those columns repeat one experiment.
 
-Soft-voting ensemble rows are checked for the actual ratio only (they inherit it from their members).
+Derived rows (soft-voting ensembles, post-hoc adjustments) are marked for the actual ratio only (they inherit it from
+their runs) and are not named in the notes.
 """
 
 from __future__ import annotations
@@ -117,8 +118,9 @@ def check_runs(records: Sequence[RunRecord]) -> RunChecks:
         task, backbone, method, ratio = cell
         off_ratio = _off_ratio(group, ratio)
         for r in off_ratio:
-            off.setdefault((task, backbone), {}).setdefault((ratio, r.actual_ratio, _counts(r)), []).append(method)
-        hardware = None if any(r.members for r in group) else _hardware(cell, group)
+            if not r.derived:  # a derived row inherits its runs' ratio: marked, but not named again in the notes
+                off.setdefault((task, backbone), {}).setdefault((ratio, r.actual_ratio, _counts(r)), []).append(method)
+        hardware = None if any(r.derived for r in group) else _hardware(cell, group)
         if hardware is not None:
             warnings.append(hardware[0])
             notes.setdefault((task, backbone), []).append(hardware[1])
@@ -133,7 +135,7 @@ def check_runs(records: Sequence[RunRecord]) -> RunChecks:
                 f"- {RATIO_MARK} ratio {fmt_ratio(asked)}: {detail} for {md_escape(_methods(methods))} "
                 "(the count is rounded to whole images, at least 1, and capped by the images available)."
             )
-    for (task, backbone), found in _same_subsets([r for r in records if not r.members]).items():
+    for (task, backbone), found in _same_subsets([r for r in records if not r.derived]).items():
         for (ratios, counts), runs in found.items():
             asked = " and ".join(fmt_ratio(r) for r in ratios)
             what = f"the same subset{f' ({counts})' if counts else ''}"

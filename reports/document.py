@@ -153,7 +153,9 @@ def settings_table(records: Sequence[RunRecord], extra: Sequence[tuple[str, str,
 
 def _report_settings(runs: ReportRuns) -> list[tuple[str, str, str]]:
     """The settings rows of the report itself: the deploy prior, and what sweeps were chosen on."""
-    rows = [("deploy prior", prior_text(runs.deploy_prior), "--deploy-prior" if runs.deploy_prior else NO_SOURCE)]
+    deployed = any(name.startswith("test_deploy_") for r in runs.collection.records for name in r.metrics)
+    source = "--deploy-prior" if runs.deploy_prior else NO_SOURCE
+    rows = [("deploy prior", prior_text(runs.deploy_prior), source)] if deployed else []
     chosen_on = sorted({c.val_metric for c in runs.choices})
     if chosen_on:
         rows.append(("sweeps chosen on", f"mean {', '.join(chosen_on)} over seeds", NO_SOURCE))

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 import reports.leaderboard
 from bench import cli
+from reports.collect import variant_label
 
 FALSE_ALARMS = "False alarms per true minority detection at the natural frequency (lower is better)"
 PRECISION = "Minority precision at the natural frequency"
@@ -38,14 +39,17 @@ def invoke(*args: str) -> Any:
     return CliRunner().invoke(cli.app, ["report", *args])
 
 
-def write_logit_runs(root: Path, methods: tuple[str, ...] = ("ce", "os")) -> None:
+def write_logit_runs(
+    root: Path, methods: tuple[str, ...] = ("ce", "os"), val_minority: float = 0.5, **sweep: float
+) -> None:
     """Finished runs of ``methods`` x seeds 0-2 at ratio 0.1 with saved test and validation outputs and no
-    deployment metrics in result.json (filled in from the logits)."""
+    deployment metrics in result.json (filled in from the logits); ``sweep`` their swept settings."""
     for method in methods:
         for seed in range(3):
-            payload = result_dict(method, 0.1, seed, 0.5, train_counts={"1": 90, "8": 10})
-            payload["metrics"]["val_minority_acc"] = 0.5
-            folder = write_run(root, f"fine__resnet18__{method}__r0.1__s{seed}", payload).parent
+            payload = result_dict(method, 0.1, seed, 0.5, train_counts={"1": 90, "8": 10}, sweep=sweep)
+            payload["metrics"]["val_minority_acc"] = val_minority
+            label = variant_label(method, tuple(sorted(sweep.items())))
+            folder = write_run(root, f"fine__resnet18__{label}__r0.1__s{seed}", payload).parent
             features = np.eye(4, 3, dtype=np.float16)
             ids = np.array([str(i) for i in range(4)])
             np.savez(folder / "test_outputs.npz", logits=TEST_LOGITS, labels=TEST_LABELS, features=features, ids=ids)
@@ -136,3 +140,24 @@ def test_a_deploy_prior_recomputes_every_row(tmp_path: Path) -> None:
     assert "os+posthoc" not in report
     assert "re-weighted to the prior 1=0.99, 8=0.01 (--deploy-prior)" in report
     assert "| deploy prior | the prior 1=0.99, 8=0.01 (--deploy-prior) | --deploy-prior |" in report
+
+
+def test_post_hoc_rows_are_made_from_the_chosen_setting_only(tmp_path: Path) -> None:
+    runs_dir = tmp_path / "runs"
+    write_logit_runs(runs_dir, ("ce",))
+    write_logit_runs(runs_dir, ("os",), 0.9, lr=0.01)  # chosen: validation 0.9
+    write_logit_runs(runs_dir, ("os",), 0.4, lr=0.1)
+    result = invoke(str(runs_dir), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    report = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
+    footer = report.rsplit("---\n\n", 1)[1]
+    assert footer.startswith("Runs: 9 (9 finished, 0 failed; 3 of swept settings not chosen) · missing runs: 0")
+    assert "post-hoc rows (per run): 6" in footer  # 3 of ce, 3 of os at lr=0.01
+    assert "| os | 0.1 | **lr=0.01** | 0.900 | 0.500 | 3 | ✓ |" in report
+    csv_rows = list(csv.DictReader(io.StringIO((tmp_path / "out" / "leaderboard.csv").read_text())))
+    assert [(r["method"], r["n"], r["setting"]) for r in csv_rows] == [
+        ("ce", "3", ""),
+        ("ce+posthoc", "3", ""),
+        ("os", "3", "lr=0.01"),
+        ("os+posthoc", "3", "lr=0.01"),
+    ]

@@ -187,6 +187,7 @@ def test_the_report_with_a_sweep_chosen_on_validation(tmp_path: Path) -> None:
     assert "never used to choose" in sweeps
     assert "| sim_weight | 0.03, 0.1, 0.3 (swept) | - |" in markdown
     assert "| sweeps chosen on | mean val_minority_acc over seeds | - |" in markdown
+    assert "| deploy prior |" not in markdown  # these results hold no deployment metrics
     assert "| training time, summed over runs | 0.04 h (12 runs) | - |" in markdown  # 12 x 12.3 s: every run
     footer = markdown.rsplit("---\n\n", 1)[1]
     assert footer.startswith("Runs: 12 (12 finished, 0 failed; 6 of swept settings not chosen) · missing runs: 0")
@@ -222,3 +223,17 @@ def test_a_long_tailed_section_shows_the_macro_block(tmp_path: Path) -> None:
     assert "#### Macro F1 at the natural frequency" in block and "#### Macro average precision" in block
     assert "Minority precision" not in block
     assert table_row(markdown, ECE, "os") == ["**0.200 (n=1)**"]
+
+
+def test_checks_mark_derived_rows_but_name_only_runs(tmp_path: Path) -> None:
+    same = {"actual_ratio": round(1 / 60, 6), "train_counts": {"1": 60, "8": 1}}
+    for ratio in (0.01, 0.001):
+        for seed in range(2):
+            write_run(tmp_path, f"fine__resnet18__ce__r{ratio:g}__s{seed}", result_dict("ce", ratio, seed, 0.5, **same))
+    collection = posthoc_rows(collect_runs(tmp_path), "ce", (0, 1))
+    markdown = render_markdown(collection, ["test_minority_acc"])
+    assert table_row(markdown, "Minority-class accuracy", "ce+posthoc")[0].endswith("†")  # inherits the ratio
+    notes = markdown.split("Notes:\n", 1)[1].split("### ", 1)[0]
+    assert "- † ratio 0.01: actual ratio 0.016667 (60 vs 1 training images) for ce (" in notes
+    assert "Ratios 0.01 and 0.001 trained on the same subset (60 vs 1 training images) for ce (seeds 0, 1)" in notes
+    assert "ce+posthoc" not in notes.split("`<method>+posthoc` rows", 1)[0]
