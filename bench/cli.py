@@ -294,8 +294,9 @@ def report(
     for warning in leaderboard.warnings:
         typer.echo(f"warning: {warning}", err=True)
     typer.echo(leaderboard.markdown)
+    sweeps = f", {leaderboard.sweeps_path}" if leaderboard.sweeps_path is not None else ""
     typer.echo(
-        f"wrote {files.report_path} ({len(files.figures)} figures), {leaderboard.csv_path} and "
+        f"wrote {files.report_path} ({len(files.figures)} figures), {leaderboard.csv_path}{sweeps} and "
         f"{leaderboard.comparisons_path}",
         err=True,
     )

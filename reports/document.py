@@ -5,6 +5,7 @@ Layout of the output folder::
     report.md              tables + pictures, reads on GitHub
     leaderboard.md/.csv    the tables alone (one CSV row per task x backbone x method x ratio)
     comparisons.csv        paired differences against ce and os
+    sweeps.csv             swept settings per method and ratio: validation and test means, the one chosen
     figures/<task>__<backbone>/
         accuracy_vs_ratio.png        minority-class accuracy (long-tailed tasks: balanced accuracy) against the ratio
         separation_vs_ratio.png      feature separation (silhouette) against the ratio

@@ -16,7 +16,7 @@ from reports.deployment import redeploy
 from reports.ensemble import OUTPUTS_FILE, with_ensembles
 from reports.formatting import NO_DATA, fmt_float, fmt_ratio, md_escape
 from reports.posthoc import POSTHOC_SUFFIX, POSTHOC_TAUS, VAL_OUTPUTS_FILE, with_posthoc
-from reports.selection import Selection, SweepChoice, select_variants, sweep_table
+from reports.selection import SWEEPS_FILE, Selection, SweepChoice, render_sweeps_csv, select_variants, sweep_table
 from reports.statistics import (
     DEFAULT_BASELINES,
     DEFAULT_CONFIDENCE,
@@ -160,6 +160,7 @@ class LeaderboardFiles:
     warnings: list[str]
     n_runs: int
     comparisons_path: Path
+    sweeps_path: Path | None = None  # sweeps.csv, written when settings were chosen on validation
 
 
 def _format_cell(
@@ -279,7 +280,17 @@ class ReportRuns:
 
 
 def as_report_runs(runs: Collection | ReportRuns) -> ReportRuns:
-    return runs if isinstance(runs, ReportRuns) else ReportRuns(runs)
+    """``runs`` as :class:`ReportRuns`; a plain collection whose cells mix swept settings gets its settings chosen on
+    validation first (:func:`reports.selection.select_variants`), so that no cell averages several settings."""
+    if isinstance(runs, ReportRuns):
+        return runs
+    settings: dict[CellKey, set[tuple[tuple[str, object], ...]]] = {}
+    for r in runs.records:
+        settings.setdefault((r.task, r.backbone, r.method, r.ratio), set()).add(r.variant)
+    if all(len(found) == 1 for found in settings.values()):
+        return ReportRuns(runs)
+    selection = select_variants(runs)
+    return ReportRuns(selection.collection, selection)
 
 
 def _footer(runs: ReportRuns, n_check_warnings: int = 0) -> str:
@@ -674,7 +685,8 @@ def prepare_runs(
 
 
 def load_collection(runs_dir: Path, *, ensemble: bool = False) -> Collection:
-    """The runs of ``runs_dir``, with the soft-voting ensemble rows when ``ensemble``."""
+    """The runs of ``runs_dir``, with the soft-voting ensemble rows when ``ensemble`` (swept settings not chosen yet:
+    :func:`prepare_runs` does that and more, and the renderers choose for a collection that mixes them)."""
     collection = collect_runs(Path(runs_dir))
     return with_ensembles(collection) if ensemble else collection
 
@@ -689,7 +701,8 @@ def write_leaderboard(
     collection: Collection | ReportRuns | None = None,
 ) -> LeaderboardFiles:
     """Collect ``runs_dir`` (or take ``collection``, already collected, or the rows :func:`prepare_runs` made); write
-    ``leaderboard.md``, ``leaderboard.csv`` and ``comparisons.csv`` into ``out_dir`` (default runs_dir). When
+    ``leaderboard.md``, ``leaderboard.csv``, ``comparisons.csv`` and, for sweeps, ``sweeps.csv`` into ``out_dir``
+    (default runs_dir). When
     collecting here: sweeps chosen on validation, and ``ensemble`` adds the soft-voting rows of
     :mod:`reports.ensemble`. ``warnings``: the collection's, then the checks' of :mod:`reports.checks`."""
     if collection is None:
@@ -705,6 +718,9 @@ def write_leaderboard(
     markdown_path.write_text(markdown, encoding="utf-8")
     csv_path.write_text(render_csv(runs, metrics, confidence=confidence), encoding="utf-8")
     comparisons_path.write_text(render_comparisons(runs, metrics, confidence=confidence), encoding="utf-8")
+    sweeps_path = out / SWEEPS_FILE if runs.choices else None
+    if sweeps_path is not None:
+        sweeps_path.write_text(render_sweeps_csv(runs.choices), encoding="utf-8")
     return LeaderboardFiles(
         markdown_path=markdown_path,
         csv_path=csv_path,
@@ -712,4 +728,5 @@ def write_leaderboard(
         warnings=[*runs.collection.warnings, *checks.warnings],
         n_runs=len(runs.collection.records),
         comparisons_path=comparisons_path,
+        sweeps_path=sweeps_path,
     )

@@ -10,13 +10,15 @@ table. A method whose runs lack the validation metric is not chosen for: each se
 
 from __future__ import annotations
 
+import csv
+import io
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from reports.collect import Collection, RunRecord, variant_label, variant_text
-from reports.formatting import fmt_ratio, md_escape
+from reports.formatting import fmt_float, fmt_ratio, md_escape
 
 #: Metrics a sweep can be chosen on (``--select-metric``), without their split prefix; all higher is better.
 SELECTABLE_METRICS: tuple[str, ...] = (
@@ -30,6 +32,21 @@ SELECTABLE_METRICS: tuple[str, ...] = (
     "few_acc",
     "top5_acc",
     "map5",
+)
+SWEEPS_FILE = "sweeps.csv"
+SWEEP_FIELDS: tuple[str, ...] = (
+    "task",
+    "backbone",
+    "method",
+    "ratio",
+    "setting",
+    "chosen",
+    "n",
+    "n_failed",
+    "val_metric",
+    "val_mean",
+    "test_metric",
+    "test_mean",
 )
 VAL_PREFIX = "val_"
 TEST_PREFIX = "test_"
@@ -227,3 +244,30 @@ def sweep_table(choices: Sequence[SweepChoice], method_order: Sequence[str]) -> 
                 f"{_fmt_mean(c.val_mean)} | {_fmt_mean(c.test_mean)} | {c.n}{failed} | {'✓' if chosen else ''} |"
             )
     return lines
+
+
+def render_sweeps_csv(choices: Sequence[SweepChoice]) -> str:
+    """``sweeps.csv``: one row per (task, backbone, method, ratio, setting) with its validation and test means over
+    its finished seeds, ``chosen`` 1 for the setting chosen on validation (0 otherwise)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(SWEEP_FIELDS), lineterminator="\n")
+    writer.writeheader()
+    for choice in choices:
+        for c in choice.candidates:
+            writer.writerow(
+                {
+                    "task": choice.task,
+                    "backbone": choice.backbone,
+                    "method": choice.method,
+                    "ratio": fmt_float(choice.ratio),
+                    "setting": variant_text(c.variant),
+                    "chosen": int(c.variant == choice.chosen),
+                    "n": c.n,
+                    "n_failed": c.n_failed,
+                    "val_metric": choice.val_metric,
+                    "val_mean": fmt_float(c.val_mean),
+                    "test_metric": choice.test_metric,
+                    "test_mean": fmt_float(c.test_mean),
+                }
+            )
+    return buffer.getvalue()

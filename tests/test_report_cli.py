@@ -126,6 +126,7 @@ def test_post_hoc_rows_and_deployment_at_the_training_prior_end_to_end(tmp_path:
     csv_rows = {r["method"]: r for r in csv.DictReader(io.StringIO((tmp_path / "out" / "leaderboard.csv").read_text()))}
     assert float(csv_rows["ce+posthoc"]["posthoc_tau_mean"]) == 0.5
     assert csv_rows["ce"]["posthoc_tau_mean"] == ""
+    assert not (tmp_path / "out" / "sweeps.csv").exists()  # nothing swept
 
 
 def test_a_deploy_prior_recomputes_every_row(tmp_path: Path) -> None:
@@ -154,6 +155,7 @@ def test_post_hoc_rows_are_made_from_the_chosen_setting_only(tmp_path: Path) -> 
     assert footer.startswith("Runs: 9 (9 finished, 0 failed; 3 of swept settings not chosen) · missing runs: 0")
     assert "post-hoc rows (per run): 6" in footer  # 3 of ce, 3 of os at lr=0.01
     assert "| os | 0.1 | **lr=0.01** | 0.900 | 0.500 | 3 | ✓ |" in report
+    assert f"leaderboard.csv, {tmp_path / 'out' / 'sweeps.csv'} and" in result.stderr
     csv_rows = list(csv.DictReader(io.StringIO((tmp_path / "out" / "leaderboard.csv").read_text())))
     assert [(r["method"], r["n"], r["setting"]) for r in csv_rows] == [
         ("ce", "3", ""),

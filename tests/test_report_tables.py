@@ -194,6 +194,16 @@ def test_the_report_with_a_sweep_chosen_on_validation(tmp_path: Path) -> None:
     rows = {r["method"]: r for r in csv.DictReader(io.StringIO(files.leaderboard.csv_path.read_text()))}
     assert rows["fscl+os"]["setting"] == "sim_weight=0.1" and rows["ce"]["setting"] == ""
     assert float(rows["fscl+os"]["val_minority_acc_mean"]) == pytest.approx(2.5 / 3)
+    assert files.leaderboard.sweeps_path == tmp_path / "out" / "sweeps.csv"
+    sweeps = list(csv.DictReader(io.StringIO(files.leaderboard.sweeps_path.read_text(encoding="utf-8"))))
+    assert [(r["setting"], r["chosen"], r["n"], r["val_mean"], r["test_mean"]) for r in sweeps] == [
+        ("sim_weight=0.03", "0", "3", "0.7", "0.9"),
+        ("sim_weight=0.1", "1", "3", "0.833333", "0.6"),
+        ("sim_weight=0.3", "0", "3", "0.8", "0.8"),
+    ]
+    assert {(r["method"], r["ratio"], r["val_metric"], r["test_metric"]) for r in sweeps} == {
+        ("fscl+os", "0.1", "val_minority_acc", "test_minority_acc")
+    }
 
 
 def test_without_validation_each_setting_is_a_row_with_a_note(tmp_path: Path) -> None:
@@ -237,3 +247,13 @@ def test_checks_mark_derived_rows_but_name_only_runs(tmp_path: Path) -> None:
     assert "- † ratio 0.01: actual ratio 0.016667 (60 vs 1 training images) for ce (" in notes
     assert "Ratios 0.01 and 0.001 trained on the same subset (60 vs 1 training images) for ce (seeds 0, 1)" in notes
     assert "ce+posthoc" not in notes.split("`<method>+posthoc` rows", 1)[0]
+
+
+def test_a_plain_collection_of_swept_runs_never_averages_settings(tmp_path: Path) -> None:
+    write_sweep(tmp_path)
+    collection = collect_runs(tmp_path)  # all three settings of fscl+os in one cell, not chosen yet
+    markdown = render_markdown(collection, ["test_minority_acc"])
+    assert table_row(markdown, "Minority-class accuracy", "fscl+os") == ["**0.600 ± 0.100 (n=3)**"]  # not 0.767 (n=9)
+    assert "| fscl+os | 0.1 | **sim_weight=0.1** | 0.833 | 0.600 | 3 | ✓ |" in markdown
+    (row,) = [r for r in csv.DictReader(io.StringIO(render_csv(collection))) if r["method"] == "fscl+os"]
+    assert (row["n"], row["setting"]) == ("3", "sim_weight=0.1")
