@@ -252,7 +252,8 @@ def report(
         ),
     ] = None,
 ) -> None:
-    """Write report.md (settings, tables, paired comparisons, figures), leaderboard.md/.csv and comparisons.csv."""
+    """Write report.md (settings, tables, paired comparisons, deployment and calibration, sweeps, figures),
+    leaderboard.md/.csv, comparisons.csv and, for sweeps, sweeps.csv."""
     from reports import collect_runs, write_report
     from reports.deployment import parse_deploy_prior
     from reports.leaderboard import check_posthoc_methods, deploy_classes, parse_posthoc, prepare_runs

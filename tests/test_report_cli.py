@@ -163,3 +163,10 @@ def test_post_hoc_rows_are_made_from_the_chosen_setting_only(tmp_path: Path) -> 
         ("os", "3", "lr=0.01"),
         ("os+posthoc", "3", "lr=0.01"),
     ]
+
+
+def test_help_shows_the_new_defaults() -> None:
+    result = CliRunner().invoke(cli.app, ["report", "--help"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0
+    for text in ("[minority_acc; long-tailed tasks: balanced_acc]", "[default: all]", "[each run's training prior]"):
+        assert text in result.output, text
