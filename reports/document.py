@@ -31,6 +31,7 @@ from reports.leaderboard import (
     LeaderboardFiles,
     ReportRuns,
     as_report_runs,
+    base_method,
     prepare_runs,
     prior_text,
     render_markdown,
@@ -112,6 +113,15 @@ def _method_specific(key: str) -> bool:
     return key in OPTIONS_BY_NAME and OPTIONS_BY_NAME[key].used_by is not None
 
 
+def _value(record: RunRecord, key: str) -> object:
+    """A run's value of setting ``key``: its swept value, its config's, or the one bench used before the setting
+    existed (:func:`bench.results.legacy_value`)."""
+    swept = dict(record.variant)
+    if key in swept:
+        return swept[key]
+    return record.config[key] if key in record.config else legacy_value(key, record.config)
+
+
 def _swept(values: list[object]) -> str:
     """A swept setting's values in sorted order (numbers by value), marked as swept."""
     distinct = list(dict.fromkeys(v for v in values if v is not None))
@@ -131,10 +141,10 @@ def settings_table(records: Sequence[RunRecord], extra: Sequence[tuple[str, str,
     swept = {key for r in records for key, _ in r.variant}
     rows: list[tuple[str, str, str]] = []
     for key in SETTING_KEYS:
-        users = [r for r in records if method_uses(r.method, key)]
-        if _method_specific(key) or any(key in r.config for r in users):
+        users = [r for r in records if method_uses(base_method(r.method), key)]
+        if _method_specific(key) or key in swept or any(key in r.config for r in users):
             having = [r for r in users if key in r.config or key in OPTIONS_BY_NAME]  # "dataset" is no option
-            values = [r.config[key] if key in r.config else legacy_value(key, r.config) for r in having]
+            values = [_value(r, key) for r in having]
             rows.append((key, _swept(values) if key in swept else _distinct(values), _sources(having, key)))
     for key in sorted(swept - set(SETTING_KEYS)):  # a sweepable option the table does not list otherwise
         rows.append((key, _swept([v for r in records for k, v in r.variant if k == key]), _sources(records, key)))

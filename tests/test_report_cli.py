@@ -155,6 +155,8 @@ def test_post_hoc_rows_are_made_from_the_chosen_setting_only(tmp_path: Path) -> 
     assert footer.startswith("Runs: 9 (9 finished, 0 failed; 3 of swept settings not chosen) · missing runs: 0")
     assert "post-hoc rows (per run): 6" in footer  # 3 of ce, 3 of os at lr=0.01
     assert "| os | 0.1 | **lr=0.01** | 0.900 | 0.500 | 3 | ✓ |" in report
+    # os's values from its runs' sweep; ce did not sweep and records no lr: bench's value then (legacy_value, 0.001)
+    assert "| lr | 0.001, 0.01, 0.1 (swept) | - |" in report
     assert f"leaderboard.csv, {tmp_path / 'out' / 'sweeps.csv'} and" in result.stderr
     csv_rows = list(csv.DictReader(io.StringIO((tmp_path / "out" / "leaderboard.csv").read_text())))
     assert [(r["method"], r["n"], r["setting"]) for r in csv_rows] == [

@@ -257,3 +257,15 @@ def test_a_plain_collection_of_swept_runs_never_averages_settings(tmp_path: Path
     assert "| fscl+os | 0.1 | **sim_weight=0.1** | 0.833 | 0.600 | 3 | ✓ |" in markdown
     (row,) = [r for r in csv.DictReader(io.StringIO(render_csv(collection))) if r["method"] == "fscl+os"]
     assert (row["n"], row["setting"]) == ("3", "sim_weight=0.1")
+
+
+def test_settings_of_setting_rows_read_as_their_method(tmp_path: Path) -> None:
+    for lr in (0.01, 0.1):  # no validation: each setting is its own row, os[lr=0.01] and os[lr=0.1]
+        for seed in range(2):
+            payload = result_dict("os", 1.0, seed, 0.5, sweep={"lr": lr})
+            write_run(tmp_path, f"fine__resnet18__os[lr={lr:g}]__r1__s{seed}", payload)
+    runs = prepare_runs(collect_runs(tmp_path))
+    assert {r.method for r in runs.collection.records} == {"os[lr=0.01]", "os[lr=0.1]"}
+    table = "\n".join(settings_table(runs.trained))
+    assert "| lr | 0.01, 0.1 (swept) | - |" in table
+    assert "| oversample_epoch |" in table  # os reads it, under any setting
