@@ -685,10 +685,9 @@ def prepare_runs(
 
 
 def load_collection(runs_dir: Path, *, ensemble: bool = False) -> Collection:
-    """The runs of ``runs_dir``, with the soft-voting ensemble rows when ``ensemble`` (swept settings not chosen yet:
-    :func:`prepare_runs` does that and more, and the renderers choose for a collection that mixes them)."""
-    collection = collect_runs(Path(runs_dir))
-    return with_ensembles(collection) if ensemble else collection
+    """The rows of ``runs_dir``: each swept method at its setting chosen on validation, with the soft-voting ensemble
+    rows when ``ensemble`` (:func:`prepare_runs`, whose :class:`ReportRuns` also keeps the sweep tables)."""
+    return prepare_runs(collect_runs(Path(runs_dir)), ensemble=ensemble).collection
 
 
 def write_leaderboard(

@@ -172,3 +172,15 @@ def test_help_shows_the_new_defaults() -> None:
     assert result.exit_code == 0
     for text in ("[minority_acc; long-tailed tasks: balanced_acc]", "[default: all]", "[each run's training prior]"):
         assert text in result.output, text
+
+
+def test_ensembles_average_the_chosen_setting_only(tmp_path: Path) -> None:
+    write_logit_runs(tmp_path, ("ce",))
+    write_logit_runs(tmp_path, ("os",), 0.9, lr=0.01)  # chosen
+    write_logit_runs(tmp_path, ("os",), 0.4, lr=0.1)
+    ensembles = [r for r in reports.leaderboard.load_collection(tmp_path, ensemble=True).records if r.members]
+    assert [(r.method, r.seed) for r in ensembles] == [("ens(methods)", 0), ("ens(methods)", 1), ("ens(methods)", 2)]
+    assert [r.members for r in ensembles][0] == (
+        "fine__resnet18__ce__r0.1__s0",
+        "fine__resnet18__os[lr=0.01]__r0.1__s0",
+    )
