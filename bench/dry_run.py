@@ -188,7 +188,7 @@ def render(estimate: GridEstimate, out_dir: Path) -> list[str]:
     costs = {cost.config.run_id: cost for cost in estimate.remaining}
     groups: dict[tuple[str, str, str, float], list[RunConfig]] = {}
     for cell in estimate.cells:
-        groups.setdefault((cell.task, cell.backbone, cell.method, cell.ratio), []).append(cell)
+        groups.setdefault((cell.task, cell.backbone, cell.label, cell.ratio), []).append(cell)
     for (task, backbone, method, ratio), members in groups.items():
         todo = [costs[cell.run_id] for cell in members if cell.run_id in costs]
         images = f"{todo[0].train_images}" if todo else "-"

@@ -17,7 +17,7 @@ from bench.device import DeviceSetup
 from bench.methods import parse_methods
 from bench.results import RunFolder
 from bench.runner import execute_run
-from bench.task import TaskData, check_classes, prepare_task
+from bench.task import TaskData, check_classes, check_val_classes, prepare_task
 
 
 class GridObserver(Protocol):
@@ -88,6 +88,7 @@ def check_grid(spec: GridSpec, source: DatasetSource) -> None:
     for _, classes in spec.tasks:
         check_classes(source.train, classes, "train")
         check_classes(source.test, classes, source.test_split)
+        check_val_classes(source, classes, spec.settings.val_count)
     stages = spec.settings.stages
     taps = stages if stages is not None or any(s.needs_taps for s in specs) else ()
     for backbone in spec.backbones:
@@ -127,6 +128,7 @@ def run_grid(
                 resize=spec.settings.resize,
                 cache_dir=cache_dir,
                 progress=observer.preparing,
+                validation=spec.settings.val_count > 0,
             )
             summary.skipped_files.extend(tasks[cell.classes].skipped)
         with contextlib.ExitStack() as stack:

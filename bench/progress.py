@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -58,7 +59,7 @@ class RichGridObserver:
         self.progress.update(self._preparing[what], completed=done, total=total)
 
     def run_started(self, config: RunConfig) -> None:
-        self._run_label = config.run_id
+        self._run_label = escape(config.run_id)  # a swept run's [k=v] is text, not markup
         self._epoch, self._epochs = 1, config.settings.epochs
         description = self._describe()
         if self._current is None:
@@ -74,7 +75,9 @@ class RichGridObserver:
 
     def run_resumed(self, config: RunConfig, epoch: int) -> None:
         self._epoch = min(epoch + 1, self._epochs)
-        self.console.print(f"[cyan]resuming[/] {config.run_id} after epoch {epoch} (its checkpoint)", soft_wrap=True)
+        self.console.print(
+            f"[cyan]resuming[/] {escape(config.run_id)} after epoch {epoch} (its checkpoint)", soft_wrap=True
+        )
         if self._current is not None:
             self.progress.update(self._current, description=self._describe())
 
@@ -88,7 +91,7 @@ class RichGridObserver:
             metrics = result["metrics"]
             minority = metrics.get("test_minority_acc")  # binary tasks; a long-tailed task's headline is balanced
             self.console.print(
-                f"[green]done[/] {config.run_id}: "
+                f"[green]done[/] {escape(config.run_id)}: "
                 f"{'' if minority is None else f'minority acc {minority:.3f}, '}"
                 f"balanced acc {metrics['test_balanced_acc']:.3f} ({result['wall_seconds']:.0f} s)",
                 soft_wrap=True,
@@ -96,17 +99,22 @@ class RichGridObserver:
         else:
             failure = result["failure"]
             self.console.print(
-                f"[red]failed[/] {config.run_id} at epoch {failure['epoch']}: {failure['reason']}", soft_wrap=True
+                f"[red]failed[/] {escape(config.run_id)} at epoch {failure['epoch']}: {escape(failure['reason'])}",
+                soft_wrap=True,
             )
 
     def run_elsewhere(self, config: RunConfig, finished: bool) -> None:
         if self._runs is not None:
             self.progress.advance(self._runs)
         what = "finished it meanwhile" if finished else "is training it; left to that process"
-        self.console.print(f"[yellow]elsewhere[/] {config.run_id}: another bench run process {what}", soft_wrap=True)
+        self.console.print(
+            f"[yellow]elsewhere[/] {escape(config.run_id)}: another bench run process {what}", soft_wrap=True
+        )
 
     def run_lost(self, config: RunConfig, reason: str) -> None:
         if self._runs is not None:
             self.progress.advance(self._runs)
-        self.console.print(f"[red]lost[/] {config.run_id}: {reason}; nothing written, the same command retries it",
-                           soft_wrap=True)  # fmt: skip
+        self.console.print(
+            f"[red]lost[/] {escape(config.run_id)}: {escape(reason)}; nothing written, the same command retries it",
+            soft_wrap=True,
+        )

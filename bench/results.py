@@ -298,6 +298,7 @@ class RunFolder:
             "classes": list(config.classes),
             "backbone": config.backbone,
             "method": config.method,
+            "sweep": dict(config.sweep),  # the swept settings this run has (the report's variant); {} when none
             "ratio": config.ratio,
             "seed": config.seed,
             **payload,

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from backbones import BackboneError, TappedBackbone, create_backbone
+from bench.calibration import calibration_metrics
 from bench.checkpoint import Checkpoints, TrainingState
 from bench.config import ConfigError, RunConfig, TrainSettings
 from bench.data import (
@@ -32,6 +33,7 @@ from bench.data import (
     subsample_long_tail,
     subsample_task,
 )
+from bench.deployment import deployment_metrics, training_prior
 from bench.device import DeviceSetup, create_grad_scaler, prepare_model
 from bench.engine import BatchCallback, NonFiniteLossError, evaluate, train_one_epoch
 from bench.knn import knn_accuracy, needs_knn
@@ -306,6 +308,8 @@ def execute_run(
             "actual_ratio": round(subset.class_counts[-1] / subset.class_counts[0], 6),
             "test_counts": task.test_counts(),
             "val_counts": validation.counts(task.classes) if validation is not None else {},
+            # the prior the test_deploy_* metrics re-weight the test confusion to: the training subset's shares
+            "deploy_prior": dict(zip(task.classes, training_prior(subset.class_counts).tolist(), strict=True)),
             "skipped_files": len(task.skipped),
             **({"resumed_after_epochs": list(checkpoints.resumed_after)} if checkpoints.resumed_after else {}),
             "device": setup.description,
@@ -441,6 +445,8 @@ def _train_and_evaluate(
             )
         return {
             **task_metrics(task, outputs.targets, logits, subset.class_counts),
+            **deployment_metrics(outputs.targets, logits, training_prior(subset.class_counts)),
+            **calibration_metrics(outputs.targets, logits),
             **feature_separation(outputs.features, outputs.targets, seed=config.seed),
             **knn_metrics,
             **val_metrics,

@@ -105,7 +105,13 @@ def run_session(
     )
     if setup is not None:
         console.print(_estimate_line(plan, out, setup), soft_wrap=True)
-    for note in task_notes(plan.source, spec.tasks, spec.ratios, majority_count=spec.settings.majority_count):
+    for note in task_notes(
+        plan.source,
+        spec.tasks,
+        spec.ratios,
+        majority_count=spec.settings.majority_count,
+        val_count=spec.settings.val_count,
+    ):
         console.print(f"[yellow]note[/]: {escape(note)}", soft_wrap=True)
     if unchosen:
         console.print(f"[yellow]warning[/]: {escape(unchosen)}", soft_wrap=True)
@@ -132,7 +138,7 @@ def run_session(
     files = write_leaderboard(out)
     print(files.markdown)
     console.print(
-        f"{summary.finished} runs finished, {summary.failed} failed, {summary.skipped} already done"
+        f"{plural(summary.finished, 'run')} finished, {summary.failed} failed, {summary.skipped} already done"
         f"{f', {summary.busy} left to another process' if summary.busy else ''}"
         f"{f', {summary.lost} lost (worker died; run the same command to retry them)' if summary.lost else ''}; "
         f"wrote {files.markdown_path}, {files.csv_path} and {files.comparisons_path}; "

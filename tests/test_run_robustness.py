@@ -195,7 +195,7 @@ def test_an_exception_in_a_run_is_a_failed_result_and_the_grid_goes_on(
     result = invoke(tiny_folder, out, *args)
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output
-    assert "1 runs finished, 2 failed" in result.output
+    assert "1 run finished, 2 failed" in result.output
     records = {p.parent.name.split("__")[2]: json.loads(p.read_text()) for p in out.glob("*/result.json")}
     assert records["ce"]["status"] == "finished" and records["ce"]["hardware"] == HARDWARE_CPU
     assert records["cb"]["status"] == "failed"

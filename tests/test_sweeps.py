@@ -214,7 +214,8 @@ def test_a_sweep_grid_writes_a_folder_per_value_and_resumes_per_cell(tmp_path: P
     for name, sweep in zip(names, ({}, {"sim_weight": 0.1}, {"sim_weight": 0.3}), strict=True):
         result = json.loads((out / name / "result.json").read_text())
         assert result["status"] == "finished" and result["method"] == name.split("__")[2].split("[")[0]
-        assert result["config"]["sweep"] == sweep
+        assert result["config"]["sweep"] == sweep and result["sweep"] == sweep  # the report reads the top level
+        assert f"done {name}:" in first.output  # the progress line keeps the [k=v] (rich markup would eat it)
         if sweep:
             assert result["config"]["sim_weight"] == sweep["sim_weight"]
         assert json.loads((out / name / "config.json").read_text())["sweep"] == sweep
@@ -223,7 +224,7 @@ def test_a_sweep_grid_writes_a_folder_per_value_and_resumes_per_cell(tmp_path: P
     assert "0 runs finished, 0 failed, 3 already done" in again.output
     more = invoke("run", *TINY, "--sim-weight", "0.3,1", "--out", str(out))  # one new value: only it trains
     assert more.exit_code == 0, more.output
-    assert "1 runs finished, 0 failed, 2 already done" in more.output
+    assert "1 run finished, 0 failed, 2 already done" in more.output
     assert (out / "fine__test_resnet__fscl[sim_weight=1]__r0.5__s0" / "result.json").is_file()
 
 

@@ -12,9 +12,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from bench import cli
+from bench.calibration import calibration_metrics
 from bench.data import DataError, open_source, subsample_long_tail, subsample_task
 from bench.data.digits import open_digits
 from bench.data.subsample import trainable_counts, validation_counts
+from bench.deployment import deployment_metrics
 from bench.results import RUN_FILES, VAL_OUTPUTS_FILE, RunFolder
 from bench.runner import create_subset, create_validation, subset_record
 from bench.task import TaskData, check_val_classes, prepare_task
@@ -296,3 +298,14 @@ def test_run_writes_validation_metrics_outputs_and_ids(tmp_path: Path) -> None:
     with np.load(run / "test_outputs.npz") as test:
         test_ids, test_labels = test["ids"].tolist(), test["labels"]
     assert [source.test.classes[source.test.labels[int(i)]] for i in test_ids] == [("1", "8")[y] for y in test_labels]
+    # deployment and calibration metrics at the run's training prior, as the report would recompute them
+    assert record["deploy_prior"] == pytest.approx({"1": 60 / 90, "8": 30 / 90})
+    with np.load(run / "test_outputs.npz") as test:
+        test_logits = test["logits"]
+    expected = {
+        **deployment_metrics(test_labels, test_logits, [60 / 90, 30 / 90]),
+        **calibration_metrics(test_labels, test_logits),
+    }
+    assert set(expected) <= set(metrics)
+    for key, value in expected.items():
+        assert metrics[key] == (None if value is None else pytest.approx(value)), key
