@@ -314,6 +314,7 @@ def doctor(
     config: Annotated[Path | None, typer.Option(help="TOML file as for bench run (data, tasks, options).")] = None,
     ratios: Annotated[str | None, typer.Option(help=_option_help(OPTIONS_BY_NAME["ratios"]))] = None,
     majority_count: Annotated[int | None, typer.Option(help=_option_help(OPTIONS_BY_NAME["majority_count"]))] = None,
+    val_count: Annotated[int | None, typer.Option(help=_option_help(OPTIONS_BY_NAME["val_count"]))] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Where downloaded data sets go.")] = None,
     near_threshold: Annotated[
         int,
@@ -337,7 +338,7 @@ def doctor(
     from bench.doctor import check_task_classes, examine, render
     from bench.plan import plan_run
 
-    options = {"ratios": ratios, "majority_count": majority_count}
+    options = {"ratios": ratios, "majority_count": majority_count, "val_count": val_count}
     try:
         task_names = parse_names(task, "--task") if task is not None else ()
         plan = plan_run(
@@ -356,7 +357,7 @@ def doctor(
 
             report = examine(
                 plan.source, spec.tasks, spec.ratios, spec.settings.majority_count, progress=advance,
-                near_threshold=near_threshold,
+                near_threshold=near_threshold, val_count=spec.settings.val_count,
             )  # fmt: skip
     except _user_errors() as error:
         fail(str(error))

@@ -26,7 +26,9 @@ from bench.data import BUILTIN_SOURCES, DatasetSource, open_source
 from bench.methods import parse_methods
 
 #: Settings the table at the start of a run always shows: the protocol's scale.
-ALWAYS_SHOWN = ("ratios", "methods", "backbones", "seeds", "img_size", "majority_count", "epochs", "batch_size")
+ALWAYS_SHOWN = (
+    "ratios", "methods", "backbones", "seeds", "img_size", "majority_count", "val_count", "epochs", "batch_size"
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
