@@ -15,7 +15,7 @@ import numpy as np
 from bench.calibration import calibration_metrics
 from bench.deployment import deployment_metrics
 from reports.collect import Collection, RunRecord
-from reports.ensemble import OUTPUTS_FILE, _scalars
+from reports.ensemble import OUTPUTS_FILE, scalar_metrics
 from reports.posthoc import adjust_logits, load_outputs, record_prior, run_deploy_prior
 
 
@@ -75,9 +75,9 @@ def _recomputed(record: RunRecord, prior: np.ndarray | None, fill_only: bool) ->
         logits = adjust_logits(logits, training, record.posthoc_tau)
     fresh = {**deployment_metrics(labels, logits, deploy), **calibration_metrics(labels, logits)}
     if fill_only:
-        return {**_scalars(fresh), **record.metrics}
+        return {**scalar_metrics(fresh), **record.metrics}
     kept = {name: value for name, value in record.metrics.items() if name not in fresh}
-    return {**kept, **_scalars(fresh)}  # an undefined (None) metric replaces a stale value by nothing
+    return {**kept, **scalar_metrics(fresh)}  # an undefined (None) metric replaces a stale value by nothing
 
 
 def redeploy(collection: Collection, prior: Sequence[float] | None = None, *, fill_only: bool = False) -> Collection:

@@ -18,20 +18,14 @@ from dataclasses import replace
 
 import numpy as np
 
+from bench.calibration import calibration_metrics, softmax
+from bench.deployment import deployment_metrics, training_prior
 from bench.metrics import classification_metrics, long_tail_metrics
 from reports.collect import Collection, RunRecord
 
 OUTPUTS_FILE = "test_outputs.npz"
 ENSEMBLE_PREFIX = "ens("
 METHODS_ENSEMBLE = "ens(methods)"
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax of float [N, C] logits, computed stably in float64."""
-    shifted = np.asarray(logits, dtype=np.float64)
-    shifted = shifted - shifted.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
 
 
 def is_ensemble(record: RunRecord) -> bool:
@@ -48,13 +42,21 @@ def _load(record: RunRecord) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def ensemble_metrics(labels: np.ndarray, probabilities: np.ndarray, train_counts: Sequence[int]) -> dict[str, object]:
-    """Metrics of averaged probabilities [N, C] against labels [N]: binary (C = 2) or many-class (train_counts [C])."""
+    """Metrics of averaged probabilities [N, C] against labels [N]: binary (C = 2) or many-class (train_counts [C]),
+    with the deployment metrics at the training prior and the calibration of the averaged probabilities."""
     if probabilities.shape[1] > 2:
-        return long_tail_metrics(labels, probabilities, train_counts)
-    return classification_metrics(labels, probabilities.argmax(axis=1).astype(np.int64))
+        metrics = long_tail_metrics(labels, probabilities, train_counts)
+    else:
+        metrics = classification_metrics(labels, probabilities.argmax(axis=1).astype(np.int64))
+    log_probabilities = np.log(np.clip(probabilities, np.finfo(np.float64).tiny, None))  # softmax gives them back
+    return {
+        **metrics,
+        **deployment_metrics(labels, log_probabilities, training_prior(train_counts)),
+        **calibration_metrics(labels, log_probabilities),
+    }
 
 
-def _scalars(metrics: dict[str, object]) -> dict[str, float]:
+def scalar_metrics(metrics: dict[str, object]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
@@ -90,7 +92,7 @@ def soft_vote(
         first,
         backbone=backbone,
         method=method,
-        metrics=_scalars(ensemble_metrics(labels, probabilities, counts)),
+        metrics=scalar_metrics(ensemble_metrics(labels, probabilities, counts)),
         path=first.folder.parent / f".{name}__r{first.ratio:g}__s{first.seed}" / "result.json",
         wall_seconds=None,
         members=tuple(r.folder.name for r in members),

@@ -20,7 +20,7 @@ from sklearn.metrics import recall_score
 from bench.calibration import calibration_metrics
 from bench.deployment import deployment_metrics, training_prior
 from reports.collect import Collection, RunRecord
-from reports.ensemble import OUTPUTS_FILE, _scalars, ensemble_metrics
+from reports.ensemble import OUTPUTS_FILE, ensemble_metrics, scalar_metrics
 
 VAL_OUTPUTS_FILE = "val_outputs.npz"
 POSTHOC_SUFFIX = "+posthoc"
@@ -145,7 +145,7 @@ def posthoc_record(record: RunRecord, warnings: list[str]) -> RunRecord | None:
     return replace(
         record,
         method=record.method + POSTHOC_SUFFIX,
-        metrics=_scalars(metrics),
+        metrics=scalar_metrics(metrics),
         posthoc_tau=tau,
         wall_seconds=None,
     )

@@ -66,6 +66,12 @@ def test_soft_vote_across_backbones_by_hand(tmp_path: Path) -> None:
     assert (record.backbone, record.method, record.ratio, record.seed) == ("ens(a+b)", "ce", 0.1, 0)
     assert record.metrics["test_minority_acc"] == 1.0 and record.metrics["test_majority_acc"] == 1.0
     assert record.members == ("fine__a__ce__r0.1__s0", "fine__b__ce__r0.1__s0")
+    # calibration of the mean probabilities: both right at confidence 0.65 -> ECE 0.35, NLL -ln 0.65,
+    # Brier 0.35^2 + 0.35^2 = 0.245; at any prior, no false alarm and every minority image found
+    assert record.metrics["test_ece"] == pytest.approx(0.35)
+    assert record.metrics["test_nll"] == pytest.approx(-np.log(0.65))
+    assert record.metrics["test_brier"] == pytest.approx(0.245)
+    assert record.metrics["test_deploy_recall"] == 1.0 and record.metrics["test_deploy_false_alarms"] == 0.0
 
 
 def test_soft_vote_across_methods_and_skips_different_labels(tmp_path: Path) -> None:
