@@ -11,6 +11,10 @@ Layout of the output folder::
         separation_vs_ratio.png      feature separation (silhouette) against the ratio
         training_curves_r<ratio>.png loss terms and train accuracy per epoch, one column per method
         feature_space_r<ratio>_s<seed>.png  PCA of one seed's test features, one panel per method
+        confusion_r<ratio>.png       test confusion per method, mean row rates over seeds
+        reliability_r<ratio>.png     reliability per method, seeds pooled, with the ECE
+        gallery_r<ratio>.png         two-class tasks: minority test images the method chosen on validation gets wrong
+    sweeps.csv             a sweep's candidates with their validation and test means (when something was swept)
 """
 
 from __future__ import annotations

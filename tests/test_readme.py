@@ -89,3 +89,23 @@ def test_your_own_data_runs_as_written(tmp_path: Path, monkeypatch: pytest.Monke
     assert (tmp_path / "runs" / "first" / "report.md").is_file()
     assert planned == [250]  # the paper's protocol: 5 ratios x 5 methods x 10 seeds
     assert (tmp_path / "wildlife" / "bench.toml").is_file() and (tmp_path / "grid.toml").is_file()
+
+
+def test_sweeps_section_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sweep trains 6 short runs on digits (ce, fscl at two weights, two seeds) and reports them: the weight is
+    chosen on validation, every value is listed, and the deployment tables are at the prior the command gives."""
+    monkeypatch.chdir(tmp_path)
+    (block,) = [body for language, body in _blocks(_section("Sweeps, chosen on validation")) if language == "bash"]
+    for command in block.strip().splitlines():
+        args = shlex.split(command)
+        assert args[0] == "bench", command
+        result = CliRunner().invoke(cli.app, args[1:])
+        assert result.exit_code == 0, f"{command}\n{result.output}"
+    out = tmp_path / "runs" / "sweep"
+    names = sorted(p.parent.name for p in out.glob("*/result.json"))
+    assert names == [f"fine__resnet18__{m}__r0.1__s{s}" for m in ("ce", "fscl[sim_weight=0.1]", "fscl[sim_weight=1]")
+                     for s in (0, 1)]  # fmt: skip
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "Sweeps: settings chosen on validation" in report and "ce+posthoc" in report
+    assert "0.01" in report.split("Deployment at the natural frequency")[1][:2000]  # the prior the command gave
+    assert (out / "sweeps.csv").is_file()
