@@ -125,7 +125,10 @@ def _option_parameter(option: Option) -> inspect.Parameter:
     """A keyword parameter of ``run`` for a table option: ``None`` unless given, so lower layers decide."""
     help_text = _option_help(option)
     declarations = [option.flag] if option.flag else [option.flag_name]
-    info = typer.Option(*declarations, help=help_text, rich_help_panel=option.group, show_default=False)
+    metavar = "NUMBER[,NUMBER...]" if option.sweepable else None  # several values sweep it
+    info = typer.Option(
+        *declarations, help=help_text, rich_help_panel=option.group, show_default=False, metavar=metavar
+    )
     return inspect.Parameter(
         option.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[option.kind | None, info]
     )

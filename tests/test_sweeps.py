@@ -235,3 +235,10 @@ def test_a_dry_run_counts_the_sweeps_cells_and_warns_once_without_a_validation_s
     assert "dry run: 3 runs in the grid, 0 finished" in result.output  # ce + fscl at 2 weights
     assert result.output.count("warning: sim_weight is swept, but sweeps are chosen on the validation split") == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_help_shows_sweepable_options_take_several_numbers() -> None:
+    result = CliRunner().invoke(cli.app, ["run", "--help"], env={"COLUMNS": "200"})
+    lines = {line.split()[1]: line for line in result.output.splitlines() if line.startswith("│ --")}
+    assert "NUMBER[,NUMBER...]" in lines["--sim-weight"] and "NUMBER[,NUMBER...]" in lines["--lr"]
+    assert "NUMBER" not in lines["--epochs"]  # not sweepable: one integer
