@@ -152,6 +152,12 @@ def variant_label(method: str, variant: tuple[tuple[str, Any], ...]) -> str:
     return f"{method}[{variant_text(variant)}]" if variant else method
 
 
+def _config_sweep(data: dict[str, Any]) -> Any:
+    """The ``sweep`` recorded in the result's config: results of the first swept runs have it only there."""
+    config = data.get("config")
+    return config.get("sweep") if isinstance(config, dict) else None
+
+
 def _parse(data: Any, path: Path, warnings: list[str]) -> RunRecord:
     """Validate one decoded result.json; raise :class:`_BadResult` with a short reason."""
     if not isinstance(data, dict):
@@ -189,7 +195,7 @@ def _parse(data: Any, path: Path, warnings: list[str]) -> RunRecord:
         actual_ratio=float(data["actual_ratio"]) if _is_number(data.get("actual_ratio")) else None,
         hardware=_string_dict(data.get("hardware")),
         sources=_sources(data, path.parent),
-        variant=_variant(data.get("sweep")),
+        variant=_variant(data.get("sweep", _config_sweep(data))),
     )
 
 

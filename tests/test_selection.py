@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 from pathlib import Path
 from typing import Any
@@ -196,3 +197,17 @@ def test_sweep_table_marks_the_chosen_setting(tmp_path: Path) -> None:
         "| fscl+os | 0.1 | **sim_weight=0.1** | 0.833 | 0.600 | 3 | ✓ |",
         "| fscl+os | 0.1 | sim_weight=0.3 | 0.800 | 0.800 | 3 |  |",
     ]
+
+
+def test_a_sweep_recorded_only_in_the_config_is_still_the_variant(tmp_path: Path) -> None:
+    """The first swept runs wrote ``sweep`` inside ``config`` only: two values of one method are two variants, not
+    duplicates of one run."""
+    for beta in (0.99, 0.999):
+        payload = result_dict("cb", 0.1, 0, 0.5)
+        payload["config"] = {"sweep": {"cb_beta": beta}, "cb_beta": beta}
+        folder = tmp_path / f"fine__resnet18__cb[cb_beta={beta:g}]__r0.1__s0"
+        folder.mkdir()
+        (folder / "result.json").write_text(json.dumps(payload))
+    collection = collect_runs(tmp_path)
+    assert collection.warnings == []
+    assert sorted(r.variant for r in collection.records) == [(("cb_beta", 0.99),), (("cb_beta", 0.999),)]
