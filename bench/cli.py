@@ -254,6 +254,14 @@ def report(
             "of a binary task (0.01), or name=share,... for every class. \\[each run's training prior]",
         ),
     ] = None,
+    gallery: Annotated[
+        bool,
+        typer.Option(
+            "--gallery/--no-gallery",
+            help="Draw the gallery of minority test images the method chosen on validation gets wrong (it copies "
+            "the images into figures/: leave it out for photographs that must not be passed on, e.g. with people).",
+        ),
+    ] = True,
 ) -> None:
     """Write report.md (settings, tables, paired comparisons, deployment and calibration, sweeps, figures),
     leaderboard.md/.csv, comparisons.csv and, for sweeps, sweeps.csv."""
@@ -290,7 +298,11 @@ def report(
     )
     try:
         files = write_report(
-            runs_dir, out, progress=lambda what: typer.echo(f"drawing {what}", err=True), collection=runs
+            runs_dir,
+            out,
+            progress=lambda what: typer.echo(f"drawing {what}", err=True),
+            collection=runs,
+            gallery=gallery,
         )
     except OSError as error:
         fail(f"cannot write the report: {error}")

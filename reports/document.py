@@ -186,12 +186,14 @@ def write_report(
     progress: Progress | None = None,
     ensemble: bool = False,
     collection: Collection | ReportRuns | None = None,
+    gallery: bool = True,
 ) -> ReportFiles:
     """Write the leaderboard files, the figures and ``report.md`` for the runs in ``runs_dir`` (or ``collection``,
     already collected, or the rows :func:`reports.leaderboard.prepare_runs` made) into ``out_dir`` (default
     ``runs_dir``). When collecting here: sweeps chosen on validation, and ``ensemble`` adds soft-voting rows
-    (:mod:`reports.ensemble`) to the tables. Post-hoc rows get no figures of their own (they share their run's
-    folder); the settings table lists the runs that trained, swept settings not chosen included."""
+    (:mod:`reports.ensemble`) to the tables. ``gallery``: draw the galleries of misclassified test images. Post-hoc
+    rows get no figures of their own (they share their run's folder); the settings table lists the runs that
+    trained, swept settings not chosen included."""
     if collection is None:
         collection = prepare_runs(collect_runs(Path(runs_dir)), ensemble=ensemble)
     runs = as_report_runs(collection)
@@ -208,7 +210,7 @@ def write_report(
             progress(f"figures for {task} — {backbone}")
         folder = out / FIGURES_DIR / f"{safe_name(task)}__{safe_name(backbone)}"
         classes = next((r.classes for r in section if len(r.classes) >= 2), ("majority", "minority"))
-        figures[(task, backbone)] = section_figures(section, folder, out, classes)
+        figures[(task, backbone)] = section_figures(section, folder, out, classes, gallery=gallery)
         written += sorted(folder.glob("*.png")) if folder.is_dir() else []
     trained = runs.trained  # ensemble and post-hoc rows trained nothing
     preamble = ["## Settings", "", *settings_table(trained, _report_settings(runs))] if trained else []

@@ -69,6 +69,10 @@ def _embed(drawn: Sequence[Drawn], out: Path, alt: str, caption: str) -> list[st
     return lines + ([f"Other ratios: {', '.join(others)}.", ""] if others else [])
 
 
+#: The note in place of the gallery under ``bench report --no-gallery``.
+GALLERY_OFF = "No gallery of misclassified test images: turned off (`--no-gallery`)."
+
+
 def _gallery_lines(section: Sequence[RunRecord], ratios: Sequence[float], folder: Path, out: Path) -> list[str]:
     """A binary section's gallery of misclassified minority images per ratio, or one-line notes why there is none."""
     if not any(SELECT_METRIC in r.metrics for r in section):
@@ -90,7 +94,9 @@ def _gallery_lines(section: Sequence[RunRecord], ratios: Sequence[float], folder
     return lines + ([" ".join(notes), ""] if notes else [])
 
 
-def section_figures(section: Sequence[RunRecord], folder: Path, out: Path, classes: Sequence[str]) -> list[str]:
+def section_figures(
+    section: Sequence[RunRecord], folder: Path, out: Path, classes: Sequence[str], *, gallery: bool = True
+) -> list[str]:
     """Draw one section's figures into ``folder``; return the Markdown that embeds them."""
     lines: list[str] = []
     if is_long_tail(section):
@@ -146,5 +152,5 @@ def section_figures(section: Sequence[RunRecord], folder: Path, out: Path, class
             seeds = _seeds([r for r in section if r.ratio == drawn[0][0]])
             lines += _embed(drawn, out, alt, caption.format(ratio=fmt_ratio(drawn[0][0]), seeds=seeds))
     if not is_long_tail(section):
-        lines += _gallery_lines(section, ratios, folder, out)
+        lines += _gallery_lines(section, ratios, folder, out) if gallery else [GALLERY_OFF, ""]
     return lines

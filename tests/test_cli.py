@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bench import cli
+from reports.figures import GALLERY_OFF
 
 runner = CliRunner()
 
@@ -100,6 +101,16 @@ def test_report_shows_every_cell_with_n(grid_dir: Path, tmp_path: Path) -> None:
     mean = sum(v["metrics"]["test_minority_acc"] for v in values) / 2
     ce_full = next(row for row in rows if row["method"] == "ce" and row["ratio"] == "1")
     assert float(ce_full["test_minority_acc_mean"]) == pytest.approx(mean, abs=1e-5)
+
+
+def test_report_without_gallery_copies_no_test_image(grid_dir: Path, tmp_path: Path) -> None:
+    with_gallery = invoke("report", str(grid_dir), "--out", str(tmp_path / "with"), "--posthoc", "none")
+    assert with_gallery.exit_code == 0, with_gallery.output
+    assert list((tmp_path / "with" / "figures" / "fine__resnet18").glob("gallery_r*.png"))
+    result = invoke("report", str(grid_dir), "--out", str(tmp_path / "without"), "--no-gallery")
+    assert result.exit_code == 0, result.output
+    assert not list((tmp_path / "without").rglob("gallery_*.png"))
+    assert GALLERY_OFF in (tmp_path / "without" / "report.md").read_text()
 
 
 def test_rerun_skips_finished_runs(grid_dir: Path) -> None:
