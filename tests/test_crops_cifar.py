@@ -67,7 +67,7 @@ def test_cifar_frames_to_crops_to_a_grid_and_a_report(tmp_path):
     runs = tmp_path / "runs"
     trained = runner.invoke(cli.app, ["run", "--data", str(out), "--task", "crops", "--majority-count", "12",
                                       "--img-size", "32", "--epochs", "1", "--seeds", "1", "--ratios", "0.5",
-                                      "--methods", "ce", "--out", str(runs)])  # fmt: skip
+                                      "--methods", "ce", "--val-count", "0", "--out", str(runs)])  # fmt: skip
     assert trained.exit_code == 0, trained.output
     record = json.loads(next(runs.glob("crops__*__ce__r0.5__s0/result.json")).read_text())
     assert record["classes"] == ["deer", "horse"] and record["train_counts"] == {"deer": 12, "horse": 6}
