@@ -9,39 +9,80 @@ loader = create_loader(decoded.images, decoded.labels, create_train_transform(me
                        batch_size=32, train=True, oversample=True)
 """
 
-from bench.data.augment import (
-    compute_channel_stats,
-    create_randaugment,
-    create_test_transform,
-    create_train_transform,
-    seed_transform,
-)
-from bench.data.cache import decode_split_cached
-from bench.data.decode import DecodedImages, decode_split, read_image, resize_square
-from bench.data.errors import DataError
-from bench.data.loader import (
-    ArrayDataset,
-    balanced_weights,
-    create_loader,
-    epoch_seed,
-    oversampled_size,
-    resolve_workers,
-    set_loader_epoch,
-)
-from bench.data.sources import (
-    BUILTIN_SOURCES,
-    DatasetSource,
-    ImageSplit,
-    default_cache_dir,
-    load_task_file,
-    open_source,
-)
-from bench.data.stack import ImageStack
-from bench.data.subsample import LongTailSubset, TaskSubset, long_tail_counts, subsample_long_tail, subsample_task
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # for type checkers and editors; at run time each name is imported on first use
+    from bench.data.augment import (
+        compute_channel_stats,
+        create_randaugment,
+        create_test_transform,
+        create_train_transform,
+        seed_transform,
+    )
+    from bench.data.cache import decode_split_cached
+    from bench.data.decode import DecodedImages, decode_split, read_image, resize_square
+    from bench.data.errors import DataError
+    from bench.data.loader import (
+        ArrayDataset,
+        balanced_weights,
+        create_loader,
+        epoch_seed,
+        oversampled_size,
+        resolve_workers,
+        set_loader_epoch,
+    )
+    from bench.data.sources import (
+        BUILTIN_SOURCES,
+        DatasetSource,
+        ImageSplit,
+        default_cache_dir,
+        load_task_file,
+        open_source,
+    )
+    from bench.data.stack import ImageStack
+    from bench.data.subsample import LongTailSubset, TaskSubset, long_tail_counts, subsample_long_tail, subsample_task
+
+#: Where each public name lives. Imported lazily (PEP 562), so that a command that only lists or counts images
+#: does not pay for torch and albumentations (augmentation and loaders import them).
+_HOMES: dict[str, str] = {
+    "ArrayDataset": "loader",
+    "BUILTIN_SOURCES": "sources",
+    "DataError": "errors",
+    "DatasetSource": "sources",
+    "DecodedImages": "decode",
+    "ImageSplit": "sources",
+    "ImageStack": "stack",
+    "LongTailSubset": "subsample",
+    "TaskSubset": "subsample",
+    "balanced_weights": "loader",
+    "compute_channel_stats": "augment",
+    "create_loader": "loader",
+    "create_randaugment": "augment",
+    "create_test_transform": "augment",
+    "create_train_transform": "augment",
+    "decode_split": "decode",
+    "decode_split_cached": "cache",
+    "default_cache_dir": "sources",
+    "epoch_seed": "loader",
+    "load_task_file": "sources",
+    "long_tail_counts": "subsample",
+    "open_source": "sources",
+    "oversampled_size": "loader",
+    "read_image": "decode",
+    "resize_square": "decode",
+    "resolve_workers": "loader",
+    "seed_transform": "augment",
+    "set_loader_epoch": "loader",
+    "subsample_long_tail": "subsample",
+    "subsample_task": "subsample",
+}
 
 __all__ = [
-    "BUILTIN_SOURCES",
     "ArrayDataset",
+    "BUILTIN_SOURCES",
     "DataError",
     "DatasetSource",
     "DecodedImages",
@@ -52,13 +93,13 @@ __all__ = [
     "balanced_weights",
     "compute_channel_stats",
     "create_loader",
-    "epoch_seed",
     "create_randaugment",
     "create_test_transform",
     "create_train_transform",
     "decode_split",
     "decode_split_cached",
     "default_cache_dir",
+    "epoch_seed",
     "load_task_file",
     "long_tail_counts",
     "open_source",
@@ -70,4 +111,16 @@ __all__ = [
     "set_loader_epoch",
     "subsample_long_tail",
     "subsample_task",
-]
+]  # the names of _HOMES
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+    globals()[name] = value  # the next lookup is a plain one
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOMES})

@@ -1,0 +1,36 @@
+"""Listing commands do not pay for libraries they do not use (issue 18): each runs in a fresh interpreter, which
+reports the heavy modules it imported."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+HEAVY = ("torch", "albumentations", "timm", "matplotlib", "cv2")
+
+
+def _imported_by(*args: str) -> list[str]:
+    code = (
+        "import json, sys\n"
+        "from typer.testing import CliRunner\n"
+        "from bench import cli\n"
+        f"result = CliRunner().invoke(cli.app, {list(args)!r})\n"
+        "assert result.exit_code == 0, result.output\n"
+        f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_tasks_lists_the_presets_without_torch_or_augmentation() -> None:
+    assert _imported_by("tasks") == []
+
+
+def test_data_package_names_load_on_first_use() -> None:
+    import bench.data
+
+    assert sorted(bench.data.__all__) == sorted(bench.data._HOMES)
+    for name in bench.data.__all__:  # every public name resolves to the object of its home module
+        home = __import__(f"bench.data.{bench.data._HOMES[name]}", fromlist=[name])
+        assert getattr(bench.data, name) is getattr(home, name)
