@@ -584,7 +584,7 @@ def crops(
 @app.command("methods")
 def list_methods() -> None:
     """List the method components; combine them with + (e.g. fscl+os, cb+fscl)."""
-    from bench.methods import METHOD_DESCRIPTIONS, components
+    from bench.method_names import METHOD_DESCRIPTIONS, components
 
     for name in components():
         typer.echo(f"{name:7} {METHOD_DESCRIPTIONS.get(name, '')}")

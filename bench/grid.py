@@ -14,7 +14,7 @@ from bench.checkpoint import checkpoint_file
 from bench.config import GridSpec, RunConfig
 from bench.data import DatasetSource
 from bench.device import DeviceSetup
-from bench.methods import parse_methods
+from bench.method_names import parse_methods
 from bench.results import RunFolder
 from bench.runner import execute_run
 from bench.task import TaskData, check_classes, check_val_classes, prepare_task

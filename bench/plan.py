@@ -23,7 +23,7 @@ from bench.config import (
     resolve_layers,
 )
 from bench.data import BUILTIN_SOURCES, DatasetSource, open_source
-from bench.methods import parse_methods
+from bench.method_names import parse_methods
 
 #: Settings the table at the start of a run always shows: the protocol's scale.
 ALWAYS_SHOWN = (

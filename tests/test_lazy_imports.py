@@ -34,3 +34,16 @@ def test_data_package_names_load_on_first_use() -> None:
     for name in bench.data.__all__:  # every public name resolves to the object of its home module
         home = __import__(f"bench.data.{bench.data._HOMES[name]}", fromlist=[name])
         assert getattr(bench.data, name) is getattr(home, name)
+
+
+def test_methods_lists_the_components_without_torch() -> None:
+    assert _imported_by("methods") == []
+
+
+def test_method_names_are_the_loss_registry_s() -> None:
+    import losses
+    from bench import method_names
+
+    assert method_names.BASE_LOSSES == tuple(losses.BASE_LOSSES)
+    assert method_names.AUX_LOSSES == tuple(losses.AUX_LOSSES)
+    assert set(method_names.METHOD_DESCRIPTIONS) == set(method_names.components())
