@@ -108,4 +108,7 @@ def test_sweeps_section_runs_as_written(tmp_path: Path, monkeypatch: pytest.Monk
     report = (out / "report.md").read_text(encoding="utf-8")
     assert "Sweeps: settings chosen on validation" in report and "ce+posthoc" in report
     assert "0.01" in report.split("Deployment at the natural frequency")[1][:2000]  # the prior the command gave
-    assert (out / "sweeps.csv").is_file()
+    tables = report.split("### Sweeps")[0]
+    assert "| fscl | " in tables and "| fscl[sim_weight" not in tables  # one row: the value chosen on validation
+    chosen = [line for line in (out / "sweeps.csv").read_text().splitlines()[1:] if line.split(",")[5] == "1"]
+    assert len(chosen) == 1 and chosen[0].startswith("fine,resnet18,fscl,0.1,sim_weight=")
