@@ -1,9 +1,10 @@
 """Device and precision: every GPU fast path (channels-last, autocast, GradScaler, cuDNN autotune, pinned
 memory, non-blocking copies) lives here, switchable, so the training loop stays device-independent.
 
-On CUDA the defaults are channels-last and bfloat16 autocast; ``--amp fp16`` adds a GradScaler. On the CPU
-training is fp32 unless ``--amp bf16`` is asked for (which runs the same autocast code path). ``--compile``
-wraps the training forward in ``torch.compile`` on any device.
+On CUDA the defaults are channels-last and bfloat16 autocast on GPUs that compute bfloat16 in hardware (compute
+capability 8.0 and later), fp32 on older ones; ``--amp fp16`` adds a GradScaler. On the CPU training is fp32 unless
+``--amp bf16`` is asked for (which runs the same autocast code path). ``--compile`` wraps the training forward in
+``torch.compile`` on any device.
 """
 
 from __future__ import annotations
@@ -60,18 +61,29 @@ class DeviceSetup:
         return f"{self.device} ({precision}{layout}{compiled})"
 
 
+def native_bf16(target: torch.device) -> bool:
+    """Whether the CUDA GPU ``target`` computes bfloat16 in hardware (compute capability 8.0 and later: Ampere,
+    Hopper, Blackwell); older GPUs (Volta, Turing) have no bfloat16 arithmetic in hardware, so bf16 autocast there
+    gains nothing and may run slower than fp32."""
+    major, _ = torch.cuda.get_device_capability(target)
+    return major >= 8
+
+
 def resolve_device(device: str = "auto", amp: str = "auto", *, compile: bool = False) -> DeviceSetup:
-    """``device``: auto | cpu | cuda[:N] | mps; ``amp``: auto (bf16 on CUDA, off elsewhere) | off | bf16 | fp16;
-    ``compile``: torch.compile the model's forward."""
+    """``device``: auto | cpu | cuda[:N] | mps; ``amp``: auto (bf16 on a CUDA GPU with native bf16, off elsewhere)
+    | off | bf16 | fp16; ``compile``: torch.compile the model's forward."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     target = torch.device(device)
     if target.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
+    if target.type == "cuda" and target.index is not None and target.index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise ConfigError(f"--device {device}: this machine has {count} CUDA GPU(s), numbered 0 to {count - 1}")
     if target.type == "mps" and not torch.backends.mps.is_available():
         raise ConfigError("--device mps was asked for but MPS is not available; use --device cpu")
     if amp == "auto":
-        amp = "bf16" if target.type == "cuda" else "off"
+        amp = "bf16" if target.type == "cuda" and native_bf16(target) else "off"
     if amp == "fp16" and target.type != "cuda":
         raise ConfigError("--amp fp16 needs a CUDA device; use --amp bf16 or --amp off on the CPU")
     cuda = target.type == "cuda"
