@@ -626,6 +626,9 @@ class GridSpec:
     """The grid: tasks x backbones x ratios x methods (each x the values of the swept settings it reads) x seeds over
     one dataset.
 
+    ``task_fingerprints`` keys each task's runs by the fingerprint of its own classes' images (ImageFolder data, see
+    :meth:`bench.data.DatasetSource.fingerprint_of`); a task not listed there uses ``data_fingerprint``.
+
     ``settings`` holds one value per setting, or for a swept setting (:data:`SWEEPABLE_KEYS`) the tuple of its values.
     """
 
@@ -639,6 +642,11 @@ class GridSpec:
     settings: Any  # TrainSettings
     sources: tuple[tuple[str, str], ...] = ()
     data_given: str = ""
+    task_fingerprints: tuple[tuple[tuple[str, ...], str], ...] = ()  # classes -> the fingerprint of their images
+
+    def fingerprint_of(self, classes: tuple[str, ...]) -> str:
+        """The data fingerprint that keys a task's runs: its classes' own (ImageFolder data), else the data set's."""
+        return dict(self.task_fingerprints).get(classes, self.data_fingerprint)
 
     @property
     def sweeps(self) -> tuple[tuple[str, tuple[Any, ...]], ...]:
@@ -668,7 +676,7 @@ class GridSpec:
         return [
             RunConfig(
                 self.dataset,
-                self.data_fingerprint,
+                self.fingerprint_of(classes),
                 task,
                 classes,
                 backbone,

@@ -110,6 +110,27 @@ def _resolve_tasks(
     return tuple(tasks)
 
 
+def _used_classes(
+    task_names: tuple[str, ...],
+    classes: tuple[str, str] | None,
+    presets: dict[str, tuple[str, ...]],
+    all_presets: bool,
+) -> tuple[str, ...] | None:
+    """The class folders the tasks name (as :func:`_resolve_tasks` will resolve them), or None when a task takes
+    every class (``lt`` without a preset) or no task names any (every class is then indexed, as a listing wants).
+    A task name that is not a preset adds nothing: :func:`_resolve_tasks` reports it."""
+    if classes is not None:
+        return tuple(classes)
+    if all_presets and not task_names:
+        chosen = list(presets.values())
+    else:
+        if any(name == LONG_TAIL_TASK and name not in presets for name in task_names):
+            return None
+        chosen = [presets[name] for name in task_names or ("fine",) if name in presets]
+    used = tuple(dict.fromkeys(name for names in chosen for name in names))
+    return used or None
+
+
 def check_sweeps(spec: GridSpec, sources: dict[str, str]) -> None:
     """A setting given several values must be read by a method of the grid: else its sweep multiplies nothing and
     was surely meant for a method left out (one-line ConfigError)."""
@@ -169,11 +190,16 @@ def plan_run(
     file = load_config_file(config_path) if config_path is not None else None
     data = data if data is not None else (file.data if file else None)
     root_file = data_root_file(data)
-    source = open_source(data, cache_dir=cache_dir)
     files = [f for f in (root_file, file) if f is not None]
-    presets = dict(source.tasks)
+    builtin = data is None or str(data) in BUILTIN_SOURCES
+    source = open_source(data, cache_dir=cache_dir) if builtin else None
+    presets = dict(source.tasks) if source is not None else {}  # a folder's own presets are in its root file
     for layer in files:
         presets.update(layer.tasks)
+    if source is None:  # index only the class folders the tasks use
+        source = open_source(
+            data, cache_dir=cache_dir, classes=_used_classes(task_names, classes, presets, all_presets)
+        )
     resolved, sources = resolve_layers(
         [
             (f"data set default ({source.defaults_from or source.name})", source.defaults),
@@ -197,6 +223,7 @@ def plan_run(
         settings=TrainSettings.from_options(resolved),
         sources=tuple(sources.items()),
         data_given=str(data) if data is not None else source.name,
+        task_fingerprints=tuple((task_classes, source.fingerprint_of(task_classes)) for _, task_classes in tasks),
     )
     check_sweeps(spec, sources)
     return Plan(

@@ -78,11 +78,10 @@ def check_classes(split: ImageSplit, classes: Sequence[str], split_name: str) ->
         if name in split.unusable:
             raise DataError(f"class '{name}' cannot be used: {split.unusable[name]}")
         if name not in split.classes:
-            close = difflib.get_close_matches(name, [*split.classes, *split.unusable], n=1)
+            close = difflib.get_close_matches(name, [*split.classes, *split.unusable, *split.unindexed], n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise DataError(
-                f"class '{name}' not found in the {split_name} split{hint}; classes: {', '.join(split.classes)}"
-            )
+            known = ", ".join(sorted([*split.classes, *split.unindexed]))
+            raise DataError(f"class '{name}' not found in the {split_name} split{hint}; classes: {known}")
 
 
 def _task_labels(split: ImageSplit, labels: np.ndarray, classes: Sequence[str]) -> np.ndarray:

@@ -169,14 +169,17 @@ def test_unusable_class_folders_are_problems_not_errors(tmp_path: Path) -> None:
     (root / "train" / "badger").mkdir()
     (root / "train" / "fox").mkdir()
     _image(50).save(root / "train" / "fox" / "0.png")
-    args = ["doctor", "--data", str(root), "--classes", "deer", "horse", "--ratios", "1", "--val-count", "0"]
-    result = runner.invoke(cli.app, args)
-    assert result.exit_code == 1, result.output
-    lines = result.output.splitlines()
+    whole = runner.invoke(cli.app, ["doctor", "--data", str(root), "--ratios", "1"])  # no task: every class folder
+    assert whole.exit_code == 1, whole.output
+    lines = whole.output.splitlines()
     assert "  left out: badger, fox (class folders no task can use; see problems)" in lines
     assert f"  - class fox cannot be used: {root}/test/fox does not exist; add images of fox to both splits or " \
            f"remove {root}/train/fox" in lines  # fmt: skip
-    assert f"  - class badger cannot be used: {root}/train/badger has no images" in result.output
+    assert f"  - class badger cannot be used: {root}/train/badger has no images" in whole.output
+    args = ["doctor", "--data", str(root), "--classes", "deer", "horse", "--ratios", "1", "--val-count", "0"]
+    result = runner.invoke(cli.app, args)  # a task's doctor looks only at the task's class folders
+    assert result.exit_code == 1, result.output
+    assert "badger" not in result.output and "fox" not in result.output
     assert "  fine at 1" not in result.output and "  deer-vs-horse at 1: 6 / 3" in result.output
     held = runner.invoke(cli.app, args[:-2])  # the default --val-count holds half of a small class out: 6 -> 3, 3 -> 2
     assert "  deer-vs-horse at 1: 3 / 2" in held.output and "(1 more for validation)" in held.output

@@ -55,6 +55,7 @@ class ClassFiles:
     split_root: str
     paths: tuple[Path, ...]
     resolved: tuple[str, ...]
+    stats: tuple[tuple[int, int], ...] | None = None  # (size, mtime_ns) per file from the class's index record
 
 
 @dataclass(frozen=True)
@@ -67,17 +68,26 @@ class CacheEntry:
     reasons: dict[int, str]
 
 
-def entry_key(resolved: Sequence[str], img_size: int, resize: str = "stretch") -> str:
+def entry_key(
+    resolved: Sequence[str], img_size: int, resize: str = "stretch", stats: Sequence[tuple[int, int]] | None = None
+) -> str:
     """sha256 hex digest of CACHE_FORMAT, img_size, the resize mode and every file's resolved path, size and mtime_ns,
-    in order. stretch adds nothing to the hash: its keys are those of entries written before --resize existed."""
+    in order. stretch adds nothing to the hash: its keys are those of entries written before --resize existed.
+
+    stats: each file's (size, mtime_ns) as the class's index record has them (the record the data fingerprint is
+    made from; (-1, -1) for a file that could not be stat'ed); None: stat the files here.
+    """
     mode = "" if resize == "stretch" else f"\0{resize}"
     digest = hashlib.sha256(f"bench decoded images v{CACHE_FORMAT}\0{img_size}{mode}\n".encode())
-    for path in resolved:
-        try:
-            stat = os.stat(path)
-            size, mtime = stat.st_size, stat.st_mtime_ns
-        except OSError:  # gone since the split was listed: decoding skips it, and it changes the key when it returns
-            size, mtime = -1, -1
+    for position, path in enumerate(resolved):
+        if stats is not None:
+            size, mtime = stats[position]
+        else:
+            try:
+                stat = os.stat(path)
+                size, mtime = stat.st_size, stat.st_mtime_ns
+            except OSError:  # gone since the split was listed: decoding skips it, and it changes the key when back
+                size, mtime = -1, -1
         digest.update(os.fsencode(path) + f"\0{size}\0{mtime}\n".encode())
     return digest.hexdigest()
 
@@ -221,7 +231,7 @@ def load_class(
     """The class's entry under `root` for images made square as `resize` says, decoding its files only when there is
     no valid entry for them yet."""
     require_readable(files.name, len(files.paths), ())  # a class without files
-    entry = root / entry_key(files.resolved, img_size, resize)
+    entry = root / entry_key(files.resolved, img_size, resize, files.stats)
     for _ in range(READ_ATTEMPTS):
         found = _read_entry(entry, files, img_size, resize)
         if found is not None:
@@ -240,6 +250,17 @@ def _stack(parts: list[np.memmap], sources: list[np.ndarray]) -> tuple[ImageStac
     row_of = np.concatenate([np.arange(len(s), dtype=np.int64) for s in sources])
     order = np.argsort(source, kind="stable")
     return ImageStack(parts, part_of[order], row_of[order]), source[order]
+
+
+def _class_files(split: ImageSplit, label: int, split_root: str, paths: tuple[Path, ...]) -> ClassFiles:
+    """The class's files, with real paths, sizes and mtimes from its index record when the split has one for exactly
+    these files (an ImageFolder split), else from the files themselves."""
+    name = split.classes[label]
+    record = split.records.get(name)
+    if record is not None and len(record) == len(paths):
+        stats = tuple(zip(record.sizes, record.mtimes, strict=True))
+        return ClassFiles(name, split_root, paths, record.resolved_paths(), stats)
+    return ClassFiles(name, split_root, paths, tuple(os.path.realpath(p) for p in paths))
 
 
 def decode_split_cached(
@@ -268,7 +289,7 @@ def decode_split_cached(
     for label in labels_wanted:
         in_class = np.flatnonzero(split.labels == label)
         paths = tuple(split.paths[i] for i in in_class)
-        files = ClassFiles(split.classes[label], split_root, paths, tuple(os.path.realpath(p) for p in paths))
+        files = _class_files(split, label, split_root, paths)
         report = None if progress is None else (lambda d, _, start=done: progress(start + d, len(indices)))
         entry = load_class(files, img_size, root, resize=resize, threads=threads, progress=report)
         done += len(in_class)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from bench.data.cifar import open_cifar10
@@ -22,13 +23,17 @@ def default_cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "bench"
 
 
-def open_source(data: str | Path | None, *, cache_dir: Path | None = None) -> DatasetSource:
-    """None or "digits": sklearn digits; "cifar10": CIFAR-10 (downloaded into cache_dir once); else an ImageFolder root.
+def open_source(
+    data: str | Path | None, *, cache_dir: Path | None = None, classes: Sequence[str] | None = None
+) -> DatasetSource:
+    """None or "digits": sklearn digits; "cifar10": CIFAR-10 (downloaded into cache_dir once); else an ImageFolder root,
+    of which only ``classes`` are indexed when given (the index is kept in cache_dir, see :mod:`bench.data.index`).
 
     The built-in names win over a folder of the same name; write "./cifar10" to mean the folder.
     """
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     if data is None or str(data) == "digits":
         return open_digits()
     if str(data) == "cifar10":
-        return open_cifar10(Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir())
-    return open_folder(data)
+        return open_cifar10(cache)
+    return open_folder(data, classes, cache_dir=cache)

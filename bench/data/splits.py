@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bench.data.errors import DataError
+
+if TYPE_CHECKING:
+    from bench.data.index import ClassRecord
 
 
 @dataclass(frozen=True, eq=False)
@@ -19,6 +24,9 @@ class ImageSplit:
     unusable: class folders of the data set left out of `classes` (both splits carry the same), name -> why and
     what to do, e.g. a folder without images or one the other split lacks.
     folder: the split's folder (``<root>/train``) when on disk: image ids are paths relative to its parent.
+    records: class name -> its folder's :class:`bench.data.index.ClassRecord` (ImageFolder splits; the fingerprint
+    and the decode cache's keys come from them). unindexed: class folders of the split this command did not index
+    because it does not use them (named in messages only).
     """
 
     classes: tuple[str, ...]
@@ -27,6 +35,8 @@ class ImageSplit:
     paths: tuple[Path, ...] | None = None
     unusable: dict[str, str] = field(default_factory=dict)
     folder: Path | None = None
+    records: dict[str, ClassRecord] = field(default_factory=dict)
+    unindexed: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         labels = np.asarray(self.labels, dtype=np.int64)
@@ -59,7 +69,7 @@ class ImageSplit:
         try:
             return self.classes.index(class_name)
         except ValueError:
-            known = ", ".join(self.classes)
+            known = ", ".join(sorted([*self.classes, *self.unindexed]))
             raise DataError(f"unknown class {class_name!r}; the classes are: {known}") from None
 
     def indices_of(self, class_name: str) -> np.ndarray:
@@ -78,7 +88,9 @@ class DatasetSource:
     tasks: presets, name -> (majority, minority), or more than two classes head first (long-tailed); a preset may
     name an unusable class folder (an error only when a run uses it). defaults: data-set specific settings
     (img_size, epochs, majority_count, seeds); empty for user folders, except a copy of CIFAR-10 (its ten class
-    folders), which gets the built-in cifar10's, named by defaults_from. fingerprint: short data hash.
+    folders), which gets the built-in cifar10's, named by defaults_from. fingerprint: short hash of the data the
+    source holds (an ImageFolder source holds only the classes it was opened with); a run is keyed by
+    :meth:`fingerprint_of` its task's classes.
     """
 
     name: str
@@ -99,9 +111,25 @@ class DatasetSource:
             raise DataError(f"{self.name}: train and {self.val_split} splits must have the same classes in one order")
         for task, names in self.tasks.items():
             for name in names:
-                if name not in self.train.classes and name not in self.unusable:
-                    known = ", ".join(self.train.classes)
+                if name not in self.train.classes and name not in self.unusable and name not in self.train.unindexed:
+                    known = ", ".join(sorted([*self.train.classes, *self.train.unindexed]))
                     raise DataError(f"task {task!r} of {self.name} names unknown class {name!r}; classes: {known}")
+
+    def fingerprint_of(self, classes: tuple[str, ...] | list[str]) -> str:
+        """16 hex digits identifying the images of ``classes`` (in this order) in every split: for an ImageFolder
+        source a hash of those class folders' records (file paths and sizes), so a class folder added, changed or
+        removed elsewhere in the tree leaves the task's finished runs valid; a built-in's fixed fingerprint."""
+        splits = [(self.train, "train"), (self.test, self.test_split)]
+        if self.val is not None:
+            splits.append((self.val, self.val_split))
+        if not any(split.records for split, _ in splits):
+            return self.fingerprint
+        digest = hashlib.sha256(b"bench data v2\n")
+        for split, name in splits:
+            for class_name in classes:
+                record = split.records.get(class_name)
+                digest.update(f"{name}/{class_name}\0{record.digest if record is not None else '-'}\n".encode())
+        return digest.hexdigest()[:16]
 
     @property
     def classes(self) -> tuple[str, ...]:
