@@ -70,11 +70,13 @@ class RunRecord:
 
 @dataclass(frozen=True)
 class Collection:
-    """All readable runs, warnings about unreadable ones, and the number of folders without a result."""
+    """All readable runs, warnings about unreadable ones, and the number of folders without a result. ``root``: the
+    folder of run folders they were collected from (None: a single run, or rows derived from a collection)."""
 
     records: list[RunRecord]
     warnings: list[str]
     incomplete: int
+    root: Path | None = None
 
 
 class _BadResult(ValueError):
@@ -262,4 +264,5 @@ def collect_runs(runs_dir: Path) -> Collection:
             continue
         seen[key] = path
         records.append(record)
-    return Collection(records=records, warnings=warnings, incomplete=incomplete)
+    root = None if (runs_dir / RESULT_FILE).is_file() else runs_dir
+    return Collection(records=records, warnings=warnings, incomplete=incomplete, root=root)

@@ -19,6 +19,9 @@ Layout of the output folder::
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -46,6 +49,18 @@ from reports.statistics import DEFAULT_CONFIDENCE
 
 REPORT_FILE = "report.md"
 FIGURES_DIR = "figures"
+#: The figures of at most this many sections are drawn (the first in report order): each section's take seconds per
+#: figure, and a report over hundreds of sections is read by its tables. The others get :data:`FIGURES_CAPPED`.
+MAX_FIGURE_SECTIONS = 6
+FIGURES_CAPPED = (
+    "No figures for this section: a report over {sections} sections draws the figures of the first {cap} only "
+    "(seconds per figure); `bench report` on a folder holding this section's runs alone draws them."
+)
+#: In each section's figure folder: what its figures were drawn from and the Markdown that embeds them, so that the
+#: next report reuses them while the section's runs are unchanged. Bump the version when a figure changes.
+FIGURES_STAMP = ".figures.json"
+FIGURES_VERSION = 1
+_FIGURE_INPUTS = ("result.json", "metrics.jsonl", "test_outputs.npz")
 #: Settings shown in the report's settings table, in this order (from each result's "config"). A setting that only
 #: some methods read (the option table's ``used_by``: a loss's weight, a sampler's epoch) is shown only when a run's
 #: method reads it.
@@ -177,6 +192,45 @@ def _report_settings(runs: ReportRuns) -> list[tuple[str, str, str]]:
     return rows
 
 
+def _figures_key(section: Sequence[RunRecord], classes: Sequence[str], gallery: bool) -> str:
+    """A digest of everything a section's figures are drawn from: its rows (values as shown), the size and
+    modification time of the files the figures read, the classes and the gallery switch."""
+    digest = hashlib.sha256(f"{FIGURES_VERSION}|{list(classes)}|{gallery}".encode())
+    for r in section:
+        files = []
+        for name in _FIGURE_INPUTS:
+            try:
+                stat = os.stat(r.folder / name)
+                files.append((stat.st_size, stat.st_mtime_ns))
+            except OSError:
+                files.append(None)
+        row = (str(r.path), r.dataset, r.method, r.variant, r.ratio, r.seed, r.status, r.classes, r.members)
+        digest.update(repr((row, sorted(r.metrics.items()), files)).encode())
+    return digest.hexdigest()
+
+
+def _reused_figures(folder: Path, key: str) -> list[str] | None:
+    """The Markdown of the section's figures drawn by an earlier report from the same inputs, when all its files are
+    still there; None otherwise."""
+    try:
+        stamp = json.loads((folder / FIGURES_STAMP).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(stamp, dict) or stamp.get("key") != key or not isinstance(stamp.get("lines"), list):
+        return None
+    files = stamp.get("files")
+    if not isinstance(files, list) or not all(isinstance(f, str) and (folder / f).is_file() for f in files):
+        return None
+    return [str(line) for line in stamp["lines"]]
+
+
+def _stamp_figures(folder: Path, key: str, lines: Sequence[str]) -> None:
+    if folder.is_dir():
+        files = sorted(p.name for p in folder.glob("*.png"))
+        stamp = {"key": key, "lines": list(lines), "files": files}
+        (folder / FIGURES_STAMP).write_text(json.dumps(stamp), encoding="utf-8")
+
+
 def write_report(
     runs_dir: Path,
     out_dir: Path | None = None,
@@ -193,7 +247,9 @@ def write_report(
     ``runs_dir``). When collecting here: sweeps chosen on validation, and ``ensemble`` adds soft-voting rows
     (:mod:`reports.ensemble`) to the tables. ``gallery``: draw the galleries of misclassified test images. Post-hoc
     rows get no figures of their own (they share their run's folder); the settings table lists the runs that
-    trained, swept settings not chosen included."""
+    trained, swept settings not chosen included. Figures are drawn for the first :data:`MAX_FIGURE_SECTIONS`
+    sections, and a section's figures drawn by an earlier report into the same folder from the same inputs are
+    reused (:data:`FIGURES_STAMP`)."""
     if collection is None:
         collection = prepare_runs(collect_runs(Path(runs_dir)), ensemble=ensemble)
     runs = as_report_runs(collection)
@@ -205,12 +261,24 @@ def write_report(
             sections.setdefault((record.task, record.backbone), []).append(record)
     figures: dict[tuple[str, str], list[str]] = {}
     written: list[Path] = []
-    for (task, backbone), section in sorted(sections.items()):
-        if progress is not None:
-            progress(f"figures for {task} — {backbone}")
+    order = sorted(sections, key=lambda key: (key[0], key[1].startswith("ens("), key[1]))  # as the report's sections
+    for number, (task, backbone) in enumerate(order):
+        if number >= MAX_FIGURE_SECTIONS:
+            figures[(task, backbone)] = [FIGURES_CAPPED.format(sections=len(order), cap=MAX_FIGURE_SECTIONS), ""]
+            continue
+        section = sections[(task, backbone)]
         folder = out / FIGURES_DIR / f"{safe_name(task)}__{safe_name(backbone)}"
         classes = next((r.classes for r in section if len(r.classes) >= 2), ("majority", "minority"))
-        figures[(task, backbone)] = section_figures(section, folder, out, classes, gallery=gallery)
+        key = _figures_key(section, classes, gallery)
+        reused = _reused_figures(folder, key)
+        if reused is None:
+            if progress is not None:
+                progress(f"figures for {task} — {backbone}")
+            (folder / FIGURES_STAMP).unlink(missing_ok=True)
+            figures[(task, backbone)] = section_figures(section, folder, out, classes, gallery=gallery)
+            _stamp_figures(folder, key, figures[(task, backbone)])
+        else:
+            figures[(task, backbone)] = reused
         written += sorted(folder.glob("*.png")) if folder.is_dir() else []
     trained = runs.trained  # ensemble and post-hoc rows trained nothing
     preamble = ["## Settings", "", *settings_table(trained, _report_settings(runs))] if trained else []

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from reports.aggregate import CellKey, CellStats, aggregate, cell_sort_key, method_sort_key
 from reports.checks import HARDWARE_MARK, RATIO_MARK, RunChecks, check_runs
@@ -16,6 +18,7 @@ from reports.deployment import redeploy
 from reports.ensemble import OUTPUTS_FILE, with_ensembles
 from reports.formatting import NO_DATA, fmt_float, fmt_ratio, md_escape
 from reports.posthoc import POSTHOC_SUFFIX, POSTHOC_TAUS, VAL_OUTPUTS_FILE, with_posthoc
+from reports.posthoc_cache import CACHE_FOLDER
 from reports.selection import SWEEPS_FILE, Selection, SweepChoice, render_sweeps_csv, select_variants, sweep_table
 from reports.statistics import (
     DEFAULT_BASELINES,
@@ -249,9 +252,14 @@ def _table(
 _NO_INTERVAL = Interval(n=0, mean=None, std=None, low=None, high=None)
 
 
-def _stats_by_cell(records: Sequence[RunRecord], metrics: Sequence[str]) -> dict[str, dict[CellKey, CellStats]]:
-    """``{metric: {(task, backbone, method, ratio): CellStats}}``."""
-    return {m: {(s.task, s.backbone, s.method, s.ratio): s for s in aggregate(records, m)} for m in metrics}
+def _stats_by_cell(runs: ReportRuns, metrics: Sequence[str]) -> dict[str, dict[CellKey, CellStats]]:
+    """``{metric: {(task, backbone, method, ratio): CellStats}}`` of the rows of ``runs``."""
+    records = runs.collection.records
+
+    def cells(metric: str) -> Callable[[], dict[CellKey, CellStats]]:
+        return lambda: {(s.task, s.backbone, s.method, s.ratio): s for s in aggregate(records, metric)}
+
+    return {m: runs.computed(("stats", m), cells(m)) for m in metrics}
 
 
 @dataclass(frozen=True)
@@ -263,6 +271,15 @@ class ReportRuns:
     collection: Collection
     selection: Selection | None = None
     deploy_prior: dict[str, float] | None = None
+    #: What the renderings computed from the rows (cell statistics, comparisons), kept for the next rendering: the
+    #: report renders the same rows three times (leaderboard.md, report.md, the CSV files).
+    memo: dict[tuple[object, ...], Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def computed(self, key: tuple[object, ...], compute: Callable[[], Any]) -> Any:
+        """``compute()``, once per ``key`` for these rows."""
+        if key not in self.memo:
+            self.memo[key] = compute()
+        return self.memo[key]
 
     @property
     def choices(self) -> tuple[SweepChoice, ...]:
@@ -299,7 +316,7 @@ def _footer(runs: ReportRuns, n_check_warnings: int = 0) -> str:
     trained = runs.trained
     n_finished = sum(1 for r in trained if r.status == "finished")
     n_failed = sum(1 for r in trained if r.status == "failed")
-    n_missing = sum(len(seeds) for seeds in missing_seeds(collection.records).values())
+    n_missing = sum(len(seeds) for seeds in _missing(runs).values())
     n_ensembles = sum(1 for r in collection.records if r.members)
     n_posthoc = sum(1 for r in collection.records if r.posthoc_tau is not None)
     ensembles = f" · ensemble rows (per seed): {n_ensembles}" if n_ensembles else ""
@@ -364,14 +381,62 @@ def _compared_metrics(records: Sequence[RunRecord]) -> tuple[str, ...]:
     return LONG_TAIL_COMPARISON_METRICS if is_long_tail(records) else COMPARISON_METRICS
 
 
-def _comparisons(
-    records: Sequence[RunRecord], metrics: Sequence[str], confidence: float
-) -> dict[str, list[PairedComparison]]:
-    """``{metric: paired comparisons against each of DEFAULT_BASELINES}``."""
-    return {
-        m: paired_comparisons(records, m, DEFAULT_BASELINES, min_pairs=DEFAULT_MIN_PAIRS, confidence=confidence)
-        for m in metrics
-    }
+def _comparisons(runs: ReportRuns, metrics: Sequence[str], confidence: float) -> dict[str, list[PairedComparison]]:
+    """``{metric: paired comparisons against each of DEFAULT_BASELINES}`` of the rows of ``runs``."""
+    records = runs.collection.records
+
+    def compare(metric: str) -> Callable[[], list[PairedComparison]]:
+        return lambda: paired_comparisons(
+            records, metric, DEFAULT_BASELINES, min_pairs=DEFAULT_MIN_PAIRS, confidence=confidence
+        )
+
+    return {m: runs.computed(("comparisons", m, confidence), compare(m)) for m in metrics}
+
+
+def _missing(runs: ReportRuns) -> dict[CellKey, tuple[int, ...]]:
+    return runs.computed(("missing",), lambda: missing_seeds(runs.collection.records))
+
+
+def _checks(runs: ReportRuns) -> RunChecks:
+    return runs.computed(("checks",), lambda: check_runs(runs.collection.records))
+
+
+#: A report with at least this many sections starts with a table of contents.
+CONTENTS_FROM_SECTIONS = 2
+CONTENTS_TITLE = "Contents"
+
+
+def section_anchors(sections: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """A link target per (task, backbone) section, unique and made of ``[a-z0-9_-]`` (``s-fine--resnet18``), in the
+    order given."""
+    anchors: dict[tuple[str, str], str] = {}
+    taken: set[str] = set()
+    for task, backbone in sections:
+        base = "s-" + re.sub(r"[^a-z0-9_]+", "-", f"{task}--{backbone}".lower()).strip("-")
+        anchor, n = base, 1
+        while anchor in taken:
+            n += 1
+            anchor = f"{base}-{n}"
+        taken.add(anchor)
+        anchors[(task, backbone)] = anchor
+    return anchors
+
+
+def contents(
+    sections: Mapping[tuple[str, str], Sequence[RunRecord]], anchors: Mapping[tuple[str, str], str]
+) -> list[str]:
+    """The table of contents: per data set, per task, a link to each backbone's section (report order)."""
+    tree: dict[str, dict[str, list[tuple[str, str]]]] = {}
+    for key in anchors:
+        datasets = ", ".join(sorted({r.dataset for r in sections[key] if r.dataset})) or "data set not recorded"
+        tree.setdefault(datasets, {}).setdefault(key[0], []).append(key)
+    lines = [f"## {CONTENTS_TITLE}", ""]
+    for dataset in sorted(tree):
+        lines.append(f"- data set {md_escape(dataset)}")
+        for task, keys in tree[dataset].items():
+            links = " · ".join(f"[{md_escape(backbone)}](#{anchors[(t, backbone)]})" for t, backbone in keys)
+            lines.append(f"  - {md_escape(task)}: {links}")
+    return [*lines, ""]
 
 
 def _caption(metric: str, confidence: float) -> str:
@@ -449,8 +514,8 @@ def render_markdown(
     """
     runs = as_report_runs(collection)
     records = runs.collection.records
-    checks = checks if checks is not None else check_runs(records)
-    missing = missing_seeds(records)
+    checks = checks if checks is not None else _checks(runs)
+    missing = _missing(runs)
     sections: dict[tuple[str, str], list[RunRecord]] = {}
     for record in records:
         sections.setdefault((record.task, record.backbone), []).append(record)
@@ -458,21 +523,31 @@ def render_markdown(
     blocks = {key: block_metrics(section, metrics) for key, section in sections.items()}
     in_blocks = [m for by_title in blocks.values() for names in by_title.values() for m in names]
     used = list(dict.fromkeys([*(m for names in shown.values() for m in names), *in_blocks]))
-    cells = _stats_by_cell(records, used)
+    cells = _stats_by_cell(runs, used)
     compared = {key: [m for m in shown[key] if m in _compared_metrics(section)] for key, section in sections.items()}
-    comparisons = _comparisons(
-        records, list(dict.fromkeys(m for names in compared.values() for m in names)), confidence
-    )
+    comparisons = _comparisons(runs, list(dict.fromkeys(m for names in compared.values() for m in names)), confidence)
+    by_section: dict[tuple[str, str, str], list[PairedComparison]] = {}
+    for metric, found in comparisons.items():
+        for c in found:
+            by_section.setdefault((c.task, c.backbone, metric), []).append(c)
+    choices_by_section: dict[tuple[str, str], list[SweepChoice]] = {}
+    for choice in runs.choices:
+        choices_by_section.setdefault((choice.task, choice.backbone), []).append(choice)
     selection_notes = (runs.selection.notes or {}) if runs.selection is not None else {}
+    order = sorted(sections, key=lambda key: (key[0], key[1].startswith("ens("), key[1]))
+    anchors = section_anchors(order)
 
-    lines = [f"# {title}", "", *preamble, _legend(confidence), ""]
+    lines = [f"# {title}", ""]
+    lines += contents(sections, anchors) if len(sections) >= CONTENTS_FROM_SECTIONS else []
+    lines += [*preamble, _legend(confidence), ""]
     if not sections:
         lines += ["_No runs found._", ""]
-    for task, backbone in sorted(sections, key=lambda key: (key[0], key[1].startswith("ens("), key[1])):
+    for task, backbone in order:
         section = sections[(task, backbone)]
         methods = sorted({r.method for r in section}, key=method_sort_key)
         ratios = sorted({r.ratio for r in section}, reverse=True)
-        lines += [f"## {md_escape(task)} — {md_escape(backbone)}", "", _class_description(section), ""]
+        heading = [f'<a id="{anchors[(task, backbone)]}"></a>', ""] if len(sections) >= CONTENTS_FROM_SECTIONS else []
+        lines += [*heading, f"## {md_escape(task)} — {md_escape(backbone)}", "", _class_description(section), ""]
         notes = [
             *checks.notes.get((task, backbone), []),
             *selection_notes.get((task, backbone), []),
@@ -484,8 +559,7 @@ def render_markdown(
         for metric in shown[(task, backbone)]:
             table = _table(methods, ratios, cells[metric], task, backbone, missing, checks.marks, metric)
             lines += _titled("###", metric, table, confidence)
-            own = [c for c in comparisons.get(metric, []) if (c.task, c.backbone) == (task, backbone)]
-            own = own if metric in compared[(task, backbone)] else []
+            own = by_section.get((task, backbone, metric), []) if metric in compared[(task, backbone)] else []
             for baseline in DEFAULT_BASELINES:
                 paired = comparison_table(own, methods, ratios, baseline)
                 if paired:
@@ -496,7 +570,7 @@ def render_markdown(
                 for metric in names:
                     table = _table(methods, ratios, cells[metric], task, backbone, missing, checks.marks, metric)
                     lines += _titled("####", metric, table, confidence)
-        choices = [c for c in runs.choices if (c.task, c.backbone) == (task, backbone)]
+        choices = choices_by_section.get((task, backbone), [])
         if choices:
             lines += [
                 f"### {SWEEP_TITLE}",
@@ -535,16 +609,21 @@ def render_csv(
     Derived rows (ensembles, post-hoc) have a row where they have records, and n_missing 0. A swept grid adds the
     ``setting`` column.
     """
-    records = as_report_runs(collection).collection.records
+    runs = as_report_runs(collection)
+    records = runs.collection.records
     metrics = table_metrics(records, metrics)
-    stats = _stats_by_cell(records, metrics)
-    intervals = {m: cell_intervals(records, m, confidence) for m in metrics}
+    stats = _stats_by_cell(runs, metrics)
+
+    def interval_of(metric: str) -> Callable[[], dict[CellKey, Interval]]:
+        return lambda: cell_intervals(records, metric, confidence)
+
+    intervals = {m: runs.computed(("intervals", m, confidence), interval_of(m)) for m in metrics}
     groups: dict[CellKey, list[RunRecord]] = {}
     sections: dict[tuple[str, str], RunRecord] = {}
     for r in records:
         groups.setdefault((r.task, r.backbone, r.method, r.ratio), []).append(r)
         sections.setdefault((r.task, r.backbone), r)
-    missing = missing_seeds(records)
+    missing = _missing(runs)
     swept = any(r.variant for r in records)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=csv_fieldnames(metrics, setting=swept), lineterminator="\n")
@@ -584,9 +663,10 @@ def render_comparisons(
     confidence: float = DEFAULT_CONFIDENCE,
 ) -> str:
     """``comparisons.csv``: every method against each of DEFAULT_BASELINES, paired by seed, for every metric."""
-    records = as_report_runs(collection).collection.records
+    runs = as_report_runs(collection)
+    records = runs.collection.records
     shown = reported_metrics(records, table_metrics(records, metrics))
-    by_metric = _comparisons(records, shown, confidence)
+    by_metric = _comparisons(runs, shown, confidence)
     return render_comparisons_csv([c for m in shown for c in by_metric[m]])
 
 
@@ -631,9 +711,8 @@ def _lacks_deployment(record: RunRecord) -> bool:
     """A finished run (or post-hoc row) with saved test logits but without the deployment or calibration metrics: a
     run written before they existed. A run without saved logits cannot get them: its cells stay empty."""
     recall = "test_deploy_macro_recall" if record.is_long_tail else "test_deploy_recall"
-    has_outputs = (record.folder / OUTPUTS_FILE).is_file()
     lacks = any(name not in record.metrics for name in (recall, *CALIBRATION_METRICS))
-    return record.status == "finished" and not record.members and has_outputs and lacks
+    return lacks and record.status == "finished" and not record.members and (record.folder / OUTPUTS_FILE).is_file()
 
 
 def _fill_deployment(collection: Collection) -> Collection:
@@ -663,17 +742,21 @@ def prepare_runs(
     validation outputs, or the methods named; a swept method's rows by its name without settings;
     :mod:`reports.posthoc`), then the deploy_* metrics recomputed at
     ``deploy_prior`` [C] in :func:`deploy_classes` order, or, for None, filled in at each run's training prior where a
-    run lacks them (:func:`reports.deployment.redeploy`)."""
+    run lacks them (:func:`reports.deployment.redeploy`). The post-hoc rows are kept in the runs folder
+    (``collection.root``) for the next report: :mod:`reports.posthoc_cache`."""
+    cache_dir = collection.root / CACHE_FOLDER if collection.root is not None else None
     selection = select_variants(collection, select_metric)
     rows = selection.collection
     if ensemble:
         rows = with_ensembles(rows)
     with_validation = any((r.folder / VAL_OUTPUTS_FILE).is_file() for r in rows.records if not r.derived)
     if posthoc is True and with_validation:  # "all" of runs without validation outputs: nothing to adjust, no warning
-        rows = with_posthoc(rows)
+        rows = with_posthoc(rows, cache_dir=cache_dir)
     elif posthoc and posthoc is not True:
         named = set(posthoc)
-        rows = with_posthoc(rows, {r.method for r in rows.records if base_method(r.method) in named})
+        rows = with_posthoc(
+            rows, {r.method for r in rows.records if base_method(r.method) in named}, cache_dir=cache_dir
+        )
     named_prior = None
     if deploy_prior is not None:
         classes = deploy_classes(rows.records)
@@ -707,7 +790,7 @@ def write_leaderboard(
     if collection is None:
         collection = prepare_runs(collect_runs(Path(runs_dir)), ensemble=ensemble)
     runs = as_report_runs(collection)
-    checks = check_runs(runs.collection.records)
+    checks = _checks(runs)
     out = Path(out_dir) if out_dir is not None else Path(runs_dir)
     out.mkdir(parents=True, exist_ok=True)
     markdown = render_markdown(runs, metrics, confidence=confidence, checks=checks)

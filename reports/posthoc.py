@@ -15,12 +15,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import recall_score
+import sklearn
 
 from bench.calibration import calibration_metrics
 from bench.deployment import deployment_metrics, training_prior
 from reports.collect import Collection, RunRecord
 from reports.ensemble import OUTPUTS_FILE, ensemble_metrics, scalar_metrics
+from reports.posthoc_cache import CACHE_VERSION, PosthocCache
 
 VAL_OUTPUTS_FILE = "val_outputs.npz"
 POSTHOC_SUFFIX = "+posthoc"
@@ -40,8 +41,11 @@ def adjust_logits(logits: np.ndarray, prior: Sequence[float], tau: float) -> np.
 def balanced_accuracy(labels: np.ndarray, logits: np.ndarray) -> float:
     """Mean over the classes present in labels int [N] of the share of their images whose argmax of logits [N, C] is
     right (the runner's balanced accuracy, binary or long-tailed)."""
-    present = np.unique(labels)
-    return float(recall_score(labels, np.argmax(logits, axis=1), labels=present, average="macro", zero_division=0))
+    labels = np.asarray(labels)
+    present, index = np.unique(labels, return_inverse=True)
+    right = np.bincount(index, weights=np.argmax(logits, axis=1) == labels, minlength=len(present))
+    recall = right / np.bincount(index, minlength=len(present))
+    return float(np.average(recall))  # as scikit-learn's recall_score(..., labels=present, average="macro")
 
 
 def choose_tau(
@@ -139,23 +143,39 @@ def posthoc_record(record: RunRecord, warnings: list[str]) -> RunRecord | None:
     tau = choose_tau(val_logits, val_labels, prior)
     test_adjusted = adjust_logits(test_logits, prior, tau)
     deploy_prior = run_deploy_prior(record)
-    metrics = scored_metrics(test_labels, test_adjusted, counts, prior if deploy_prior is None else deploy_prior)
-    metrics.update(validation_metrics(val_labels, adjust_logits(val_logits, prior, tau), counts))
+    # the inputs are checked above; scikit-learn's checks of its arguments change no number and cost most of the time
+    with sklearn.config_context(skip_parameter_validation=True):
+        metrics = scored_metrics(test_labels, test_adjusted, counts, prior if deploy_prior is None else deploy_prior)
+        metrics.update(validation_metrics(val_labels, adjust_logits(val_logits, prior, tau), counts))
     metrics["posthoc_tau"] = tau
+    return posthoc_row(record, scalar_metrics(metrics))
+
+
+def posthoc_row(record: RunRecord, metrics: dict[str, float]) -> RunRecord:
+    """The ``<method>+posthoc`` row of ``record`` with its scored ``metrics`` (``posthoc_tau`` among them)."""
     return replace(
         record,
         method=record.method + POSTHOC_SUFFIX,
-        metrics=scalar_metrics(metrics),
-        posthoc_tau=tau,
+        metrics=metrics,
+        posthoc_tau=metrics["posthoc_tau"],
         wall_seconds=None,
     )
 
 
-def with_posthoc(collection: Collection, methods: Iterable[str] | None = None) -> Collection:
+def cache_version() -> str:
+    """What a cached post-hoc row was computed with: :data:`~reports.posthoc_cache.CACHE_VERSION` and the taus."""
+    return f"{CACHE_VERSION}:{','.join(f'{tau!r}' for tau in POSTHOC_TAUS)}"
+
+
+def with_posthoc(
+    collection: Collection, methods: Iterable[str] | None = None, *, cache_dir: Path | None = None
+) -> Collection:
     """``collection`` plus a ``<method>+posthoc`` row for each finished, trained run (of ``methods``; None: every
     method) whose folder holds validation and test logits. Runs without ``val_outputs.npz`` (no validation split)
     are counted in one warning; unreadable files skip their run with a warning. To show every row at another deploy
     prior, call :func:`reports.deployment.redeploy` after this (it adjusts a post-hoc row's logits too).
+    ``cache_dir``: keep the rows there for the next call (:class:`reports.posthoc_cache.PosthocCache`); a run whose
+    files did not change since is not scored again.
     """
     wanted = None if methods is None else frozenset(methods)
     warnings = list(collection.warnings)
@@ -170,10 +190,22 @@ def with_posthoc(collection: Collection, methods: Iterable[str] | None = None) -
             f"post-hoc adjustment: {len(without_validation)} run(s) have no {VAL_OUTPUTS_FILE} (no validation split), "
             f"e.g. {without_validation[0].folder}; no {POSTHOC_SUFFIX} row for them"
         )
+    cache = PosthocCache(cache_dir, cache_version()) if cache_dir is not None else None
     extra = []
     for record in candidates:
+        if cache is not None:
+            key, cached = cache.get(record)
+            if cached is not None:
+                extra.append(posthoc_row(record, cached))
+                continue
         if (record.folder / VAL_OUTPUTS_FILE).is_file():
             adjusted = posthoc_record(record, warnings)
             if adjusted is not None:
                 extra.append(adjusted)
+                if cache is not None and key is not None:
+                    cache.put(record, key, adjusted.metrics)
+    if cache is not None:
+        cache.keep_only({r.folder.name for r in collection.records})
+        problem = cache.save()
+        warnings += [problem] if problem is not None else []
     return Collection(records=[*collection.records, *extra], warnings=warnings, incomplete=collection.incomplete)

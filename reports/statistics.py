@@ -6,6 +6,7 @@ Pure functions of run records (numpy + scipy.stats only); rendering lives in :mo
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -49,6 +50,12 @@ def _check_confidence(confidence: float) -> None:
         raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
 
 
+@functools.lru_cache(maxsize=1024)
+def _t_quantile(level: float, dof: int) -> float:
+    """Student-t quantile at ``level`` with ``dof`` degrees of freedom (kept: a report asks for the same few)."""
+    return float(stats.t.ppf(level, dof))
+
+
 def t_interval(values: Sequence[float], confidence: float = DEFAULT_CONFIDENCE) -> Interval:
     """Student-t interval for the mean: mean ± t_{(1+c)/2, n-1} · s / sqrt(n), s the sample std (ddof=1)."""
     _check_confidence(confidence)
@@ -60,7 +67,7 @@ def t_interval(values: Sequence[float], confidence: float = DEFAULT_CONFIDENCE) 
     if n == 1:
         return Interval(n=1, mean=mean, std=None, low=None, high=None)
     std = float(data.std(ddof=1))
-    half_width = float(stats.t.ppf((1.0 + confidence) / 2.0, n - 1)) * std / math.sqrt(n)
+    half_width = _t_quantile((1.0 + confidence) / 2.0, n - 1) * std / math.sqrt(n)
     return Interval(n=n, mean=mean, std=std, low=mean - half_width, high=mean + half_width)
 
 
