@@ -8,13 +8,14 @@
 
 from .cosine import CosineClassifier
 from .errors import BackboneError
-from .factory import create_backbone, describe_stages, list_backbones
+from .factory import check_backbone, create_backbone, describe_stages, list_backbones
 from .taps import TappedBackbone, default_taps
 
 __all__ = [
     "BackboneError",
     "CosineClassifier",
     "TappedBackbone",
+    "check_backbone",
     "create_backbone",
     "default_taps",
     "describe_stages",

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import timm
+import torch
 from timm.models import get_pretrained_cfg, load_state_dict, parse_model_name
 from torch import nn
 
@@ -15,7 +16,7 @@ from .cosine import use_cosine_classifier
 from .errors import BackboneError
 from .taps import TappedBackbone, feature_info_dicts
 
-__all__ = ["create_backbone", "describe_stages", "list_backbones", "suggest_backbones"]
+__all__ = ["check_backbone", "create_backbone", "describe_stages", "list_backbones", "suggest_backbones"]
 
 _MAX_SUGGESTIONS = 5
 
@@ -190,9 +191,30 @@ def create_backbone(
     return TappedBackbone(model, taps, name=name)
 
 
+def _build_shapes_only(name: str, *, num_classes: int | None = None, img_size: int | None = None) -> nn.Module:
+    """Model ``name`` built on torch's meta device: its modules and ``feature_info`` without allocating or
+    initialising a weight (a ViT-B/16 in a tenth of a second instead of seconds). A constructor that cannot run
+    there (one that reads a tensor's values) is built on the CPU instead, so its errors are those of a real build."""
+    try:
+        with torch.device("meta"):
+            return _build_model(name, num_classes=num_classes, img_size=img_size)
+    except BackboneError:
+        raise
+    except Exception:
+        return _build_model(name, num_classes=num_classes, img_size=img_size)
+
+
+def check_backbone(
+    name: str, num_classes: int, *, taps: Sequence[int] | None = None, img_size: int | None = None
+) -> None:
+    """Raise the :class:`BackboneError` :func:`create_backbone` would raise for a bad name or tap index, without
+    building the weights (the model is built on the meta device)."""
+    TappedBackbone(_build_shapes_only(name, num_classes=num_classes, img_size=img_size), taps, name=name).remove_hooks()
+
+
 def describe_stages(name: str) -> list[tuple[int, str, int, int]]:
-    """``(index, module, channels, reduction)`` for every tappable stage of ``name`` (builds it without weights)."""
-    model = _build_model(name, pretrained=False)
+    """``(index, module, channels, reduction)`` for every tappable stage of ``name`` (built without weights)."""
+    model = _build_shapes_only(name)
     return [
         (i, str(d["module"]), int(d["num_chs"]), int(d["reduction"])) for i, d in enumerate(feature_info_dicts(model))
     ]

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from backbones import create_backbone
+from backbones import check_backbone
 from bench.checkpoint import checkpoint_file
 from bench.config import GridSpec, RunConfig
 from bench.data import DatasetSource
@@ -92,7 +92,7 @@ def check_grid(spec: GridSpec, source: DatasetSource) -> None:
     stages = spec.settings.stages
     taps = stages if stages is not None or any(s.needs_taps for s in specs) else ()
     for backbone in spec.backbones:
-        create_backbone(backbone, num_classes=2, taps=taps, img_size=spec.settings.img_size).remove_hooks()
+        check_backbone(backbone, num_classes=2, taps=taps, img_size=spec.settings.img_size)
 
 
 def run_grid(

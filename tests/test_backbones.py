@@ -15,9 +15,11 @@ from backbones import (
     BackboneError,
     CosineClassifier,
     TappedBackbone,
+    check_backbone,
     create_backbone,
     default_taps,
     describe_stages,
+    factory,
     list_backbones,
 )
 from backbones.cosine import use_cosine_classifier
@@ -303,3 +305,57 @@ def test_cosine_classifier_needs_a_linear_head() -> None:
     model.fc = nn.Identity()
     with pytest.raises(BackboneError, match="not a linear layer"):
         use_cosine_classifier(model, "resnet18")
+
+
+# --- checking a backbone without building its weights (issue 18) -----------------------------------------------------
+
+
+def _recording_create_model(monkeypatch: pytest.MonkeyPatch, *, fail_on_meta: bool = False) -> list[str]:
+    """Patch the timm.create_model backbones calls; return the list of devices the built models' weights are on.
+    ``fail_on_meta``: raise as a constructor that reads tensor values would when built on the meta device."""
+    built: list[str] = []
+    create_model = timm.create_model
+
+    def recording(*args: Any, **kwargs: Any) -> nn.Module:
+        if fail_on_meta and torch.empty(0).device.type == "meta":
+            raise NotImplementedError("Cannot copy out of meta tensor; no data!")
+        model = create_model(*args, **kwargs)
+        built.append(next(model.parameters()).device.type)
+        return model
+
+    monkeypatch.setattr(factory.timm, "create_model", recording)
+    return built
+
+
+@pytest.mark.parametrize(("name", "kwargs", "size"), MODELS, ids=MODEL_IDS)
+def test_check_backbone_builds_no_weights(monkeypatch: pytest.MonkeyPatch, name: str, kwargs: dict, size: int) -> None:
+    built = _recording_create_model(monkeypatch)
+    check_backbone(name, 2, taps=(0, 1), img_size=kwargs.get("img_size"))
+    stages = describe_stages(name)
+    assert built == ["meta", "meta"]
+    real = create_backbone(name, 2, taps=(), **kwargs)
+    assert [(i, m, c, r) for i, m, c, r in stages] == [
+        (i, str(d["module"]), int(d["num_chs"]), int(d["reduction"])) for i, d in enumerate(real.model.feature_info)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "taps"),
+    [("resnt18", None), ("qqqzzz", ()), ("resnet18", (1, 7)), ("resnet18", (-1,)), ("resnet18", (3, 3)),
+     ("resnet18", "3"), ("resnet18.no_such_tag", None), ("", None)],
+)  # fmt: skip
+def test_check_backbone_raises_what_create_backbone_raises(name: str, taps: Any) -> None:
+    with pytest.raises(BackboneError) as created:
+        create_backbone(name, 2, taps=taps)
+    with pytest.raises(BackboneError) as checked:
+        check_backbone(name, 2, taps=taps)
+    assert str(checked.value) == str(created.value)
+
+
+def test_check_backbone_builds_on_the_cpu_where_the_meta_device_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    built = _recording_create_model(monkeypatch, fail_on_meta=True)
+    check_backbone("resnet18", 2, taps=(3, 4))
+    assert built == ["cpu"]
+    with pytest.raises(BackboneError, match=r"^stage 5 out of range for resnet18"):
+        check_backbone("resnet18", 2, taps=(5,))
+    assert describe_stages("resnet18")[-1] == (4, "layer4", 512, 32)
