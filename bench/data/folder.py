@@ -15,7 +15,7 @@ import numpy as np
 from bench.data.cifar import CIFAR10_CLASSES, CIFAR10_DEFAULTS
 from bench.data.errors import DataError
 from bench.data.index import IMAGE_EXTENSIONS, ClassIndex, ClassRecord
-from bench.data.splits import DatasetSource, ImageSplit
+from bench.data.splits import DatasetSource, ImageSplit, PathTable
 from bench.data.taskfile import load_task_file
 
 EVAL_SPLITS = ("test", "val", "valid")
@@ -57,17 +57,12 @@ def _read_split(
 ) -> ImageSplit:
     """The split of the usable ``classes`` (label i = classes[i]) from each class folder's record (None: no folder,
     which only the validation split may lack)."""
-    paths: list[Path] = []
-    labels: list[int] = []
-    for label, name in enumerate(classes):
-        record = records[name]
-        found = [] if record is None else record.paths(split_dir / name)
-        paths.extend(found)
-        labels.extend([label] * len(found))
+    blocks = [(str(split_dir / name), records[name].names) for name in classes if records[name] is not None]
+    counts = [0 if records[name] is None else len(records[name]) for name in classes]
     return ImageSplit(
         classes=classes,
-        labels=np.asarray(labels, dtype=np.int64),
-        paths=tuple(paths),
+        labels=np.repeat(np.arange(len(classes), dtype=np.int64), counts),
+        paths=PathTable(blocks),
         unusable=unusable,
         folder=split_dir,
         records={name: record for name, record in records.items() if name in classes and record is not None},

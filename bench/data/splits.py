@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import operator
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, overload
 
 import numpy as np
 
@@ -13,6 +16,50 @@ from bench.data.errors import DataError
 
 if TYPE_CHECKING:
     from bench.data.index import ClassRecord
+
+
+class PathTable(Sequence[Path]):
+    """The files of an ImageFolder split, class folder by class folder: a :class:`~pathlib.Path` is made only for a
+    file asked for, so a split of hundreds of thousands of files costs strings, not Path objects (the profile of
+    issue 18: Path objects were most of the time to open a large tree).
+
+    blocks: (folder, names) in split order; a file is ``Path(folder, name)``.
+    """
+
+    def __init__(self, blocks: Sequence[tuple[str, Sequence[str]]]) -> None:
+        self._folders = [str(folder) for folder, _ in blocks]
+        self._names = [tuple(names) for _, names in blocks]
+        self._starts = [0]
+        for names in self._names:
+            self._starts.append(self._starts[-1] + len(names))
+
+    def __len__(self) -> int:
+        return self._starts[-1]
+
+    @overload
+    def __getitem__(self, index: int) -> Path: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Path]: ...
+    def __getitem__(self, index: int | slice) -> Path | list[Path]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        index = operator.index(index)
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"file {index} of a split of {len(self)}")
+        block = bisect.bisect_right(self._starts, index) - 1
+        return Path(self._folders[block], self._names[block][index - self._starts[block]])
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or len(other) != len(self):
+            return False
+        return all(str(mine) == str(theirs) for mine, theirs in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"PathTable({len(self)} files in {len(self._folders)} folders)"
 
 
 @dataclass(frozen=True, eq=False)
@@ -32,7 +79,7 @@ class ImageSplit:
     classes: tuple[str, ...]
     labels: np.ndarray
     images: np.ndarray | None = None
-    paths: tuple[Path, ...] | None = None
+    paths: Sequence[Path] | None = None  # a tuple, or a PathTable for an ImageFolder split
     unusable: dict[str, str] = field(default_factory=dict)
     folder: Path | None = None
     records: dict[str, ClassRecord] = field(default_factory=dict)
@@ -53,7 +100,8 @@ class ImageSplit:
             if self.images.dtype != np.uint8 or len(shape) != 4 or shape[3] != 3 or shape[0] != len(labels):
                 raise DataError(f"images must be uint8 [{len(labels)}, H, W, 3], got {self.images.dtype} {shape}")
         if self.paths is not None:
-            object.__setattr__(self, "paths", tuple(Path(p) for p in self.paths))
+            if not isinstance(self.paths, PathTable):
+                object.__setattr__(self, "paths", tuple(Path(p) for p in self.paths))
             if len(self.paths) != len(labels):
                 raise DataError(f"got {len(self.paths)} paths for {len(labels)} labels")
 
