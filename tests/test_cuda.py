@@ -34,6 +34,7 @@ from bench.config import PAPER_DEFAULTS, ConfigError, TrainSettings
 from bench.device import DeviceSetup, create_grad_scaler, prepare_model, resolve_device
 from bench.engine import train_one_epoch
 from bench.methods import create_method_loss, parse_method
+from bench.runner import create_optimizer
 
 REPO = Path(__file__).resolve().parents[1]
 CHECK_SCRIPT = REPO / "reports" / "speed" / "gpu_check.py"
@@ -150,7 +151,8 @@ BATCHES = 24  # enough halvings from 2**24 to the scales fp16 training usually r
 
 
 def _adam_steps(optimizer: torch.optim.Optimizer) -> int:
-    """Optimizer steps Adam has taken (a step the GradScaler skips for an inf gradient does not count)."""
+    """Optimizer steps Adam has taken (a step the GradScaler skips for an inf gradient does not count, in the fused
+    kernel too)."""
     states = list(optimizer.state.values())
     return int(states[0]["step"]) if states else 0
 
@@ -173,7 +175,7 @@ def test_fp16_autocast_steps_through_its_grad_scaler() -> None:
         dtypes: list[torch.dtype] = []
         model.register_forward_hook(lambda module, args, output: dtypes.append(output[0].dtype))
         loss_fn = create_method_loss(parse_method("ce"), [64, 64], settings).to(setup.device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        optimizer = create_optimizer(list(model.parameters()), settings, setup.device)  # as bench run: fused Adam
         summary = train_one_epoch(model, batches, loss_fn, optimizer, scaler, setup)
         assert set(dtypes) == {torch.float16}
         return summary, optimizer, model, before
@@ -206,7 +208,7 @@ def test_compile_runs_a_training_step_on_cuda() -> None:
     torch.manual_seed(0)
     model = prepare_model(create_backbone("test_resnet", num_classes=2, taps=(2, 3), img_size=32), setup)
     loss_fn = create_method_loss(parse_method("fscl"), [8, 8], settings).to(setup.device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = create_optimizer(list(model.parameters()), settings, setup.device)
     batches = [(torch.randn(8, 3, 32, 32), torch.arange(8) % 2) for _ in range(2)]
     summary = train_one_epoch(model, batches, loss_fn, optimizer, create_grad_scaler(setup), setup)
     assert summary["steps"] == 2 and math.isfinite(summary["train_loss"]) and "train_loss_fscl" in summary
