@@ -484,31 +484,42 @@ def cache(
     orphaned: Annotated[
         bool, typer.Option("--orphaned", help="Remove entries whose image folder no longer exists.")
     ] = False,
-    clear: Annotated[bool, typer.Option("--clear", help="Remove every decoded entry.")] = False,
+    clear: Annotated[
+        bool, typer.Option("--clear", help="Remove every decoded entry and every kept class-folder index.")
+    ] = False,
 ) -> None:
-    """List the decode cache (split folder, class, size, images, disk, last use) and remove entries that are no
-    longer wanted; temporary folders left by killed builders are removed whenever something is removed."""
+    """List the decode cache (split folder, class, size, images, disk, last use) and the kept index of class folders,
+    and remove entries that are no longer wanted; temporary folders left by killed builders are removed whenever
+    something is removed. --orphaned and --clear remove index records too (of gone folders, or all)."""
     import time
 
     from bench.data import default_cache_dir
     from bench.data.cache_admin import remove_entries, remove_leftovers, render_listing, scan, select_for_removal
+    from bench.data.index import kept_records, remove_records
 
     folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     if cache_dir is not None and not folder.is_dir():
         fail(f"--cache-dir {folder} is not a folder; give the folder bench run used")
     entries, leftovers = scan(folder)
+    records = kept_records(folder)
     now = time.time()
     mib = 2**20
     if clear or unused is not None or orphaned:
         chosen = select_for_removal(entries, everything=clear, unused_days=unused, orphaned=orphaned, now=now)
+        stale = [record for record in records if clear or (orphaned and record.orphaned)]
         try:
-            freed = remove_entries(chosen) + remove_leftovers(leftovers, now)
+            freed = remove_entries(chosen) + remove_leftovers(leftovers, now) + remove_records(stale)
         except OSError as error:
             fail(f"cannot remove from {folder}: {error.strerror or error}; check its permissions")
         left = len(entries) - len(chosen)
-        typer.echo(f"removed {len(chosen)} entries and freed {freed / mib:.1f} MiB; {left} entries left in {folder}")
+        typer.echo(f"removed {len(chosen)} entries and {len(stale)} index records and freed {freed / mib:.1f} MiB; "
+                   f"{left} entries left in {folder}")  # fmt: skip
         return
     typer.echo("\n".join(render_listing(folder, entries, leftovers, now)))
+    if records:
+        gone = sum(record.orphaned for record in records)
+        typer.echo(f"index of {len(records)} class folders in {folder}/index, "
+                   f"{sum(r.bytes for r in records) / mib:.1f} MiB, {gone} of them gone")  # fmt: skip
 
 
 @app.command()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -201,3 +202,18 @@ def test_each_task_is_keyed_by_its_own_classes(tmp_path: Path) -> None:
     both = fingerprints("fine", "coarse")
     assert both["fine"] == fingerprints("fine")["fine"] and both["coarse"] == fingerprints("coarse")["coarse"]
     assert both["fine"] != both["coarse"]
+
+
+def test_bench_cache_lists_and_removes_kept_records(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "data")
+    cache = tmp_path / "cache"
+    open_source(root, cache_dir=cache, classes=("deer", "horse"))
+    listing = runner.invoke(cli.app, ["cache", "--cache-dir", str(cache)])
+    assert listing.exit_code == 0 and f"index of 4 class folders in {cache}/index" in listing.output, listing.output
+    assert ", 0 of them gone" in listing.output
+    shutil.rmtree(root / "test" / "horse")
+    orphaned = runner.invoke(cli.app, ["cache", "--cache-dir", str(cache), "--orphaned"])
+    assert orphaned.exit_code == 0 and "and 1 index records" in orphaned.output, orphaned.output
+    assert len(list((cache / "index").glob("*.json"))) == 3
+    cleared = runner.invoke(cli.app, ["cache", "--cache-dir", str(cache), "--clear"])
+    assert "and 3 index records" in cleared.output and not list((cache / "index").glob("*.json"))

@@ -205,3 +205,40 @@ class ClassIndex:
         except OSError:
             with contextlib.suppress(OSError):
                 temporary.unlink()
+
+
+@dataclass(frozen=True)
+class KeptRecord:
+    """A record file under ``<cache_dir>/index``: the class folder it describes ("" when unreadable) and its size."""
+
+    file: Path
+    folder: str
+    bytes: int
+
+    @property
+    def orphaned(self) -> bool:
+        """Its class folder no longer exists (or the record cannot be read)."""
+        return not self.folder or not os.path.isdir(self.folder)
+
+
+def kept_records(cache_dir: Path) -> list[KeptRecord]:
+    """Every record kept under ``cache_dir``/index, in name order."""
+    found = []
+    for file in sorted((Path(cache_dir) / "index").glob("*.json")):
+        try:
+            size = file.stat().st_size
+            folder = str(json.loads(file.read_text(encoding="utf-8"))["resolved"])
+        except (OSError, ValueError, KeyError, TypeError):
+            folder, size = "", 0
+        found.append(KeptRecord(file, folder, size))
+    return found
+
+
+def remove_records(records: list[KeptRecord]) -> int:
+    """Delete these record files (one already gone is skipped); the bytes freed."""
+    freed = 0
+    for record in records:
+        with contextlib.suppress(FileNotFoundError):
+            record.file.unlink()
+            freed += record.bytes
+    return freed
