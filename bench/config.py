@@ -355,8 +355,9 @@ OPTIONS: tuple[Option, ...] = (
            "Method hyper-parameters", settings=True, used_by=("la",), sweepable=True),
     # hardware: none of these changes which results count as finished
     Option("device", "auto", _device, "auto, cpu, cuda, cuda:N or mps.", "Hardware"),
-    Option("amp", "auto", _choice(AMP_MODES), "Mixed precision: auto (bf16 on CUDA, off on CPU), off, bf16 or fp16.",
-           "Hardware", settings=True),
+    Option("amp", "auto", _choice(AMP_MODES),
+           "Mixed precision: auto (bf16 on GPUs of compute capability 8.0+, off on older GPUs and the CPU), off, bf16 "
+           "or fp16.", "Hardware", settings=True),
     Option("workers", None, _workers, "Data-loader worker processes.", "Hardware", int,
            shown_default="0 on <= 2 cores, else cores - 1"),
     Option("compile", False, _flag, "torch.compile the training forward (pays off on long GPU runs; ~1 min).",
