@@ -116,19 +116,17 @@ def _used_classes(
     presets: dict[str, tuple[str, ...]],
     all_presets: bool,
 ) -> tuple[str, ...] | None:
-    """The class folders the tasks name (as :func:`_resolve_tasks` will resolve them), or None when a task takes
-    every class (``lt`` without a preset) or no task names any (every class is then indexed, as a listing wants).
-    A task name that is not a preset adds nothing: :func:`_resolve_tasks` reports it."""
+    """The class folders the tasks name (as :func:`_resolve_tasks` will resolve them), or None for every class: a
+    task takes them all (``lt`` without a preset), or ``all_presets`` finds no preset (a data check then looks at
+    every folder). A task name that is not a preset adds nothing: :func:`_resolve_tasks` reports it."""
     if classes is not None:
         return tuple(classes)
     if all_presets and not task_names:
-        chosen = list(presets.values())
-    else:
-        if any(name == LONG_TAIL_TASK and name not in presets for name in task_names):
-            return None
-        chosen = [presets[name] for name in task_names or ("fine",) if name in presets]
-    used = tuple(dict.fromkeys(name for names in chosen for name in names))
-    return used or None
+        return tuple(dict.fromkeys(name for names in presets.values() for name in names)) or None
+    if any(name == LONG_TAIL_TASK and name not in presets for name in task_names):
+        return None
+    chosen = [presets[name] for name in task_names or ("fine",) if name in presets]
+    return tuple(dict.fromkeys(name for names in chosen for name in names))  # none: the tasks are an error
 
 
 def check_sweeps(spec: GridSpec, sources: dict[str, str]) -> None:

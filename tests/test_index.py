@@ -150,6 +150,8 @@ def test_classes_a_command_does_not_use_are_never_listed(tmp_path: Path, monkeyp
     )
     assert "zebra" not in " ".join(listed)
     listed.clear()
+    unknown = runner.invoke(cli.app, ["run", "--data", str(root), "--task", "nope", "--dry-run", *TINY])
+    assert unknown.exit_code == 2 and "unknown task 'nope'" in unknown.output and listed == []
     result = runner.invoke(cli.app, ["tasks", "--data", str(root)])  # a listing of the data set lists every class
     assert result.exit_code == 0 and len(listed) == 6, result.output
 
