@@ -64,10 +64,13 @@ def group_records(records: Sequence[RunRecord]) -> dict[CellKey, list[RunRecord]
     return {key: groups[key] for key in sorted(groups, key=cell_sort_key)}
 
 
-def aggregate(records: Sequence[RunRecord], metric: str) -> list[CellStats]:
-    """Per cell: mean/std of ``metric`` over finished runs that report it; failed runs only counted."""
+def aggregate(
+    records: Sequence[RunRecord], metric: str, groups: dict[CellKey, list[RunRecord]] | None = None
+) -> list[CellStats]:
+    """Per cell: mean/std of ``metric`` over finished runs that report it; failed runs only counted. ``groups``:
+    :func:`group_records` of ``records``, when already made (for many metrics)."""
     cells: list[CellStats] = []
-    for (task, backbone, method, ratio), group in group_records(records).items():
+    for (task, backbone, method, ratio), group in (groups if groups is not None else group_records(records)).items():
         values = [r.metrics[metric] for r in group if r.status == "finished" and metric in r.metrics]
         cells.append(
             CellStats(

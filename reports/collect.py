@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -201,10 +203,11 @@ def _parse(data: Any, path: Path, warnings: list[str]) -> RunRecord:
     )
 
 
-def _read(path: Path, warnings: list[str]) -> RunRecord | None:
-    """Read one result file; on any problem append a warning naming the path and return None."""
+def _read(path: Path, warnings: list[str], text: str | None = None) -> RunRecord | None:
+    """Read one result file (``text``: its content, already read); on any problem append a warning naming the path
+    and return None."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(text if text is not None else path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         warnings.append(f"{path}: cannot read ({exc}); left out")
         return None
@@ -231,6 +234,20 @@ def is_run_folder(folder: Path) -> bool:
     return has_file or RUN_ID_PATTERN.match(folder.name) is not None
 
 
+def _results(folders: Sequence[Path], incomplete: list[int]) -> Iterator[tuple[Path, str | None]]:
+    """(result.json, its text) of each folder that has one, in order, opening each once (None: it could not be read,
+    :func:`_read` says why); counts the run-shaped folders without one in ``incomplete[0]``."""
+    for folder in folders:
+        path = folder / RESULT_FILE
+        try:
+            yield path, path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            if path.is_file():
+                yield path, None
+            elif is_run_folder(folder):
+                incomplete[0] += 1
+
+
 def collect_runs(runs_dir: Path) -> Collection:
     """Read ``runs_dir/*/result.json`` (or ``runs_dir/result.json`` if present, as a single run).
 
@@ -243,18 +260,18 @@ def collect_runs(runs_dir: Path) -> Collection:
     if not runs_dir.is_dir():
         return Collection(records=[], warnings=[f"{runs_dir}: runs directory not found"], incomplete=0)
 
+    counted = [0]  # run-shaped folders without a result
     if (runs_dir / RESULT_FILE).is_file():
-        candidates = [runs_dir / RESULT_FILE]
-        incomplete = 0
+        candidates: Iterator[tuple[Path, str | None]] = iter([(runs_dir / RESULT_FILE, None)])
     else:
-        folders = sorted(p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
-        candidates = [f / RESULT_FILE for f in folders if (f / RESULT_FILE).is_file()]
-        incomplete = sum(1 for f in folders if not (f / RESULT_FILE).is_file() and is_run_folder(f))
+        with os.scandir(runs_dir) as entries:
+            folders = sorted(Path(e.path) for e in entries if not e.name.startswith(".") and e.is_dir())
+        candidates = _results(folders, counted)
 
     records: list[RunRecord] = []
     seen: dict[RunKey, Path] = {}
-    for path in candidates:
-        record = _read(path, warnings)
+    for path, text in candidates:
+        record = _read(path, warnings, text)
         if record is None:
             continue
         key = _run_key(record)
@@ -265,4 +282,4 @@ def collect_runs(runs_dir: Path) -> Collection:
         seen[key] = path
         records.append(record)
     root = None if (runs_dir / RESULT_FILE).is_file() else runs_dir
-    return Collection(records=records, warnings=warnings, incomplete=incomplete, root=root)
+    return Collection(records=records, warnings=warnings, incomplete=counted[0], root=root)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reports.aggregate import CellKey, CellStats, aggregate, cell_sort_key, method_sort_key
+from reports.aggregate import CellKey, CellStats, aggregate, cell_sort_key, group_records, method_sort_key
 from reports.checks import HARDWARE_MARK, RATIO_MARK, RunChecks, check_runs
 from reports.collect import Collection, RunRecord, collect_runs, variant_text
 from reports.comparisons import COMPARISONS_FILE, comparison_table, render_comparisons_csv
@@ -27,6 +27,7 @@ from reports.statistics import (
     Interval,
     PairedComparison,
     cell_intervals,
+    comparison_groups,
     missing_seeds,
     paired_comparisons,
 )
@@ -257,7 +258,7 @@ def _stats_by_cell(runs: ReportRuns, metrics: Sequence[str]) -> dict[str, dict[C
     records = runs.collection.records
 
     def cells(metric: str) -> Callable[[], dict[CellKey, CellStats]]:
-        return lambda: {(s.task, s.backbone, s.method, s.ratio): s for s in aggregate(records, metric)}
+        return lambda: {(s.task, s.backbone, s.method, s.ratio): s for s in aggregate(records, metric, _groups(runs))}
 
     return {m: runs.computed(("stats", m), cells(m)) for m in metrics}
 
@@ -386,11 +387,16 @@ def _comparisons(runs: ReportRuns, metrics: Sequence[str], confidence: float) ->
     records = runs.collection.records
 
     def compare(metric: str) -> Callable[[], list[PairedComparison]]:
+        groups = runs.computed(("comparison groups",), lambda: comparison_groups(records))
         return lambda: paired_comparisons(
-            records, metric, DEFAULT_BASELINES, min_pairs=DEFAULT_MIN_PAIRS, confidence=confidence
+            records, metric, DEFAULT_BASELINES, min_pairs=DEFAULT_MIN_PAIRS, confidence=confidence, groups=groups
         )
 
     return {m: runs.computed(("comparisons", m, confidence), compare(m)) for m in metrics}
+
+
+def _groups(runs: ReportRuns) -> dict[CellKey, list[RunRecord]]:
+    return runs.computed(("groups",), lambda: group_records(runs.collection.records))
 
 
 def _missing(runs: ReportRuns) -> dict[CellKey, tuple[int, ...]]:
@@ -615,7 +621,7 @@ def render_csv(
     stats = _stats_by_cell(runs, metrics)
 
     def interval_of(metric: str) -> Callable[[], dict[CellKey, Interval]]:
-        return lambda: cell_intervals(records, metric, confidence)
+        return lambda: cell_intervals(records, metric, confidence, _groups(runs))
 
     intervals = {m: runs.computed(("intervals", m, confidence), interval_of(m)) for m in metrics}
     groups: dict[CellKey, list[RunRecord]] = {}

@@ -164,12 +164,22 @@ def _values_by_seed(records: Sequence[RunRecord], metric: str) -> dict[int, floa
     return {r.seed: r.metrics[metric] for r in records if r.status == "finished" and metric in r.metrics}
 
 
+def comparison_groups(records: Sequence[RunRecord]) -> dict[tuple[str, str, float], dict[str, list[RunRecord]]]:
+    """The records by (task, backbone, ratio), then by method: what :func:`paired_comparisons` pairs within."""
+    groups: dict[tuple[str, str, float], dict[str, list[RunRecord]]] = {}
+    for record in records:
+        group = groups.setdefault((record.task, record.backbone, record.ratio), {})
+        group.setdefault(record.method, []).append(record)
+    return groups
+
+
 def paired_comparisons(
     records: Sequence[RunRecord],
     metric: str,
     baselines: Sequence[str] = DEFAULT_BASELINES,
     min_pairs: int = DEFAULT_MIN_PAIRS,
     confidence: float = DEFAULT_CONFIDENCE,
+    groups: dict[tuple[str, str, float], dict[str, list[RunRecord]]] | None = None,
 ) -> list[PairedComparison]:
     """Compare every method with each baseline, per (task, backbone, ratio), on seeds both finished.
 
@@ -177,15 +187,12 @@ def paired_comparisons(
     only one side finished is not used. Each comparison gets the t-interval of the differences and the exact
     sign-flip p-value, which alone decides better / worse at the level 1 - ``confidence``. Groups without any
     baseline run are skipped. Sorted by task, backbone, baseline (in ``baselines`` order), method (preferred order),
-    ratio descending.
+    ratio descending. ``groups``: :func:`comparison_groups` of ``records``, when already made (for many metrics).
     """
     _check_confidence(confidence)
     if min_pairs < 2:
         raise ValueError(f"min_pairs must be at least 2 (an interval needs 2 values), got {min_pairs!r}")
-    groups: dict[tuple[str, str, float], dict[str, list[RunRecord]]] = {}
-    for record in records:
-        group = groups.setdefault((record.task, record.backbone, record.ratio), {})
-        group.setdefault(record.method, []).append(record)
+    groups = groups if groups is not None else comparison_groups(records)
 
     comparisons: list[PairedComparison] = []
     for (task, backbone, ratio), by_method in groups.items():
@@ -249,9 +256,19 @@ def missing_seeds(records: Sequence[RunRecord]) -> dict[CellKey, tuple[int, ...]
 
 
 def cell_intervals(
-    records: Sequence[RunRecord], metric: str, confidence: float = DEFAULT_CONFIDENCE
+    records: Sequence[RunRecord],
+    metric: str,
+    confidence: float = DEFAULT_CONFIDENCE,
+    groups: dict[CellKey, list[RunRecord]] | None = None,
 ) -> dict[CellKey, Interval]:
-    """Per (task, backbone, method, ratio) cell with records: :func:`t_interval` of ``metric`` over finished runs."""
+    """Per (task, backbone, method, ratio) cell with records: :func:`t_interval` of ``metric`` over finished runs.
+    ``groups``: :func:`reports.aggregate.group_records` of ``records``, when already made (for many metrics)."""
+    if groups is not None:
+        return {
+            key: t_interval([r.metrics[metric] for r in group if r.status == "finished" and metric in r.metrics],
+                            confidence)
+            for key, group in groups.items()
+        }  # fmt: skip
     values: dict[CellKey, list[float]] = {}
     for r in records:
         cell = values.setdefault((r.task, r.backbone, r.method, r.ratio), [])

@@ -5,16 +5,27 @@
 A smoke test: ``python reports/speed/report_scale.py --sizes 500``. The template is a tiny real run (``bench run
 --ratios 1,0.1 --methods ce,cb --seeds 1 --epochs 1`` on the built-in digits, made in a temporary folder, about a
 minute) unless ``--template`` names a folder of finished run folders. Each size gets a fresh tree: run folders of
-several data sets x tasks x backbones (one report section each), methods ce, os, cb (cb_beta swept over three values,
-chosen on validation), focal and ldam, four ratios and ten seeds per cell; a tree cut off mid-section leaves that
-section's last cells with missing seeds, as a sweep between resumes does. Each folder gets its own ``result.json``
+three data sets x tasks x three backbones (one report section each, 280 runs), methods ce, os, cb (cb_beta swept over
+three values, chosen on validation), focal and ldam, four ratios and ten seeds per cell; a tree cut off mid-section
+leaves that section's last cells with missing seeds, as a sweep between resumes does. The sizes grow one tree (as
+resumes do), the report written into the same folder each time. Each folder gets its own ``result.json``
 (its fields and metrics varied per run, so the tables have spread); its logits, per-epoch metrics and config are hard
 links to the template's files. Generation is not timed.
 
-Per size, ``bench report TREE --out OUT`` (the default flags: ``--posthoc all``, figures and gallery) runs twice in a
-subprocess: cold (the first report of the tree) and warm (a re-report, as after a resume). Printed per run: wall
-time, peak resident memory of the report process (``os.wait4``'s ru_maxrss), time per 1,000 runs, and the ratio of
-time per run against the smallest size (1.0 = linear). ``--flags`` adds report options (e.g. ``--no-gallery``).
+Timed: ``bench report TREE --out OUT`` with the default flags (``--posthoc all``, figures, gallery), each in a
+subprocess. A report keeps each run's post-hoc row in ``TREE/.bench-report/`` and each section's figures with what
+they were drawn from, so what a report costs depends on what earlier reports left:
+
+- ``cold`` (``--cold`` runs, default 280 = one section): nothing kept, every post-hoc row scored (tens of ms a run);
+- ``first``: the first report of the tree, whose runs' post-hoc rows are filled in untimed as reports after earlier
+  resumes would have left them (scored once per template x ratio: the values a fresh scoring gives): it draws the
+  figures (of the first 6 sections). At the first size only;
+- ``again``: a re-report; at a larger size, after the tree grew (the new runs' post-hoc rows filled in as above): the
+  figures are reused, as the first sections did not change. Every size.
+
+Printed per pass: wall time, peak resident memory of the report process (``os.wait4``'s ru_maxrss), time per 1,000
+runs, and for ``again`` the ratio of time per run against the first size (1.0 = linear). ``--flags`` adds report
+options (e.g. ``--no-gallery``).
 """
 
 from __future__ import annotations
@@ -33,7 +44,6 @@ from pathlib import Path
 from typing import Any
 
 DATASETS = ("digits", "/archive/camtrap-north", "/archive/camtrap-south")
-TASKS_PER_DATASET = 4
 BACKBONES = ("resnet18", "convnext_tiny", "efficientnet_b0")
 #: (method, swept settings): each a row label of every cell.
 LABELS: tuple[tuple[str, dict[str, float]], ...] = (
@@ -93,15 +103,15 @@ def _varied(metrics: dict[str, Any], key: tuple[object, ...]) -> dict[str, Any]:
 
 
 def run_plan(n: int) -> list[dict[str, Any]]:
-    """The first ``n`` runs of the generated sweep, section by section (a section = data set x task x backbone)."""
+    """The first ``n`` runs of the generated sweep, section by section (a section = a task of one data set x a
+    backbone). Task names carry the section's number, so the report lists the sections in the order they are made:
+    its first sections (those with figures) are complete in every tree and the same in a larger one."""
     plan: list[dict[str, Any]] = []
     section = 0
     while len(plan) < n:
         dataset = DATASETS[section % len(DATASETS)]
-        task = f"{Path(dataset).name}-t{section // len(DATASETS) % TASKS_PER_DATASET}"
-        backbone = BACKBONES[section // (len(DATASETS) * TASKS_PER_DATASET) % len(BACKBONES)]
-        copy = section // (len(DATASETS) * TASKS_PER_DATASET * len(BACKBONES))
-        backbone = backbone if copy == 0 else f"{backbone}-v{copy}"
+        backbone = BACKBONES[section // len(DATASETS) % len(BACKBONES)]
+        task = f"{Path(dataset).name}-t{section // (len(DATASETS) * len(BACKBONES)):03d}"
         for seed in range(SEEDS):
             for ratio in RATIOS:
                 for method, sweep in LABELS:
@@ -111,10 +121,11 @@ def run_plan(n: int) -> list[dict[str, Any]]:
     return plan[:n]
 
 
-def generate(tree: Path, n: int, template: list[tuple[Path, dict[str, Any]]]) -> None:
-    """Write ``n`` run folders into ``tree``: a result.json each, the other files hard links (copies if links fail)."""
-    tree.mkdir(parents=True)
-    for index, run in enumerate(run_plan(n)):
+def generate(tree: Path, n: int, template: list[tuple[Path, dict[str, Any]]], start: int = 0) -> None:
+    """Write runs ``start`` to ``n`` of :func:`run_plan` into ``tree``: a result.json each, the other files hard links
+    (copies if links fail)."""
+    tree.mkdir(parents=True, exist_ok=True)
+    for index, run in enumerate(run_plan(n)[start:], start):
         source, result = template[index % len(template)]
         label = run["method"] + "".join(f"-{k}{v:g}" for k, v in run["sweep"].items())
         folder = tree / f"{run['task']}__{run['backbone']}__{label}__r{run['ratio']:g}__s{run['seed']}"
@@ -138,8 +149,10 @@ def generate(tree: Path, n: int, template: list[tuple[Path, dict[str, Any]]]) ->
             "metrics": _varied(result["metrics"], key),
             "train_counts": {classes[0]: MAJORITY_COUNT, classes[1]: minority},
             "actual_ratio": round(minority / MAJORITY_COUNT, 6),
-            "deploy_prior": {classes[0]: MAJORITY_COUNT / (MAJORITY_COUNT + minority),
-                             classes[1]: minority / (MAJORITY_COUNT + minority)},  # fmt: skip
+            "deploy_prior": {
+                classes[0]: MAJORITY_COUNT / (MAJORITY_COUNT + minority),
+                classes[1]: minority / (MAJORITY_COUNT + minority),
+            },  # fmt: skip
             "wall_seconds": round(10.0 + 2.0 * _jitter("wall", *key), 3),
             "config": config,
         }
@@ -149,6 +162,32 @@ def generate(tree: Path, n: int, template: list[tuple[Path, dict[str, Any]]]) ->
                 os.link(source / name, folder / name)
             except OSError:
                 shutil.copyfile(source / name, folder / name)
+
+
+def fill_posthoc_cache(tree: Path) -> None:
+    """Keep every run's post-hoc row in the tree's cache, as earlier reports would have: scored once per template
+    (its outputs, hard-linked) and ratio (its training counts and deploy prior), then stored for each run."""
+    from reports import collect_runs
+    from reports.posthoc import cache_version, posthoc_record
+    from reports.posthoc_cache import CACHE_FOLDER, PosthocCache, file_key
+
+    cache = PosthocCache(tree / CACHE_FOLDER, cache_version())
+    scored: dict[tuple[int, int, float], dict[str, float]] = {}
+    warnings: list[str] = []
+    for record in collect_runs(tree).records:
+        outputs = (record.folder / "val_outputs.npz").stat().st_ino, (record.folder / "test_outputs.npz").stat().st_ino
+        key = (*outputs, record.ratio)
+        if key not in scored:
+            row = posthoc_record(record, warnings)
+            if row is None:
+                raise SystemExit(f"cannot score {record.folder}: {warnings}")
+            scored[key] = row.metrics
+        stamp = file_key(record.folder)
+        if stamp is not None:
+            cache.put(record, stamp, scored[key])
+    problem = cache.save()
+    if problem is not None:
+        raise SystemExit(problem)
 
 
 def time_report(tree: Path, out: Path, flags: list[str]) -> tuple[float, float, int]:
@@ -172,6 +211,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="where the trees go [a temporary folder, removed]")
     parser.add_argument("--flags", default="", help="extra bench report options, e.g. '--no-gallery'")
     parser.add_argument("--json", type=Path, help="write the figures to this JSON file")
+    parser.add_argument("--cold", type=int, default=280, help="runs of the cold pass (nothing kept); 0: none")
     args = parser.parse_args()
     try:
         sizes = [int(s) for s in args.sizes.split(",")]
@@ -186,17 +226,28 @@ def main() -> None:
         template = template_runs(args.template or make_template(work))
         rows = []
         print(f"bench report {' '.join(['TREE', '--out', 'OUT', *flags])}; {len(template)} template runs")
-        print(f"{'runs':>8} {'sections':>8} {'generate s':>10} {'pass':>5} {'wall s':>7} {'peak MiB':>8} "
+        print(f"{'runs':>8} {'sections':>8} {'prepare s':>10} {'pass':>5} {'wall s':>7} {'peak MiB':>8} "
               f"{'s/1k runs':>9} {'vs first':>8}")  # fmt: skip
-        for n in sizes:
-            tree, out = work / f"runs-{n}", work / f"out-{n}"
-            shutil.rmtree(tree, ignore_errors=True)
-            shutil.rmtree(out, ignore_errors=True)
+        passes = [(args.cold, ("cold",))] if args.cold > 0 else []
+        passes += [(n, ("first", "again") if i == 0 else ("again",)) for i, n in enumerate(sorted(sizes))]
+        grown = 0
+        for n, attempts in passes:
+            tree, out = (
+                work / ("cold" if attempts[0] == "cold" else "runs"),
+                work / ("cold-out" if attempts[0] == "cold" else "out"),
+            )
+            if attempts[0] in ("cold", "first"):
+                shutil.rmtree(tree, ignore_errors=True)
+                shutil.rmtree(out, ignore_errors=True)
+                grown = 0
             start = time.perf_counter()
-            generate(tree, n, template)
+            generate(tree, n, template, start=grown)
+            grown = n
+            if attempts[0] != "cold":
+                fill_posthoc_cache(tree)
             generated = time.perf_counter() - start
             sections = len({(r["task"], r["backbone"]) for r in run_plan(n)})
-            for attempt in ("cold", "warm"):
+            for attempt in attempts:
                 wall, peak, code = time_report(tree, out, flags)
                 per_k = wall / n * 1000
                 first = next((r["s_per_1k"] for r in rows if r["pass"] == attempt), per_k)
@@ -207,8 +258,6 @@ def main() -> None:
                 print(f"{n:>8} {sections:>8} {generated:>10.1f} {attempt:>5} {wall:>7.2f} {peak:>8.0f} "
                       f"{per_k:>9.3f} {per_k / first:>8.2f}" + ("" if code == 0 else f"  exit code {code}"),
                       flush=True)  # fmt: skip
-            shutil.rmtree(tree)
-            shutil.rmtree(out)
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
