@@ -14,7 +14,11 @@ Layout of the output folder::
         confusion_r<ratio>.png       test confusion per method, mean row rates over seeds
         reliability_r<ratio>.png     reliability per method, seeds pooled, with the ECE
         gallery_r<ratio>.png         two-class tasks: minority test images the method chosen on validation gets wrong
+        .figures.json                what the section's figures were drawn from: the next report reuses them
     sweeps.csv             a sweep's candidates with their validation and test means (when something was swept)
+
+A report over more than :data:`MAX_FIGURE_SECTIONS` sections draws the figures of the first ones only, and it starts
+with a table of contents. The runs folder keeps the post-hoc rows in ``.bench-report/`` (:mod:`reports.posthoc_cache`).
 """
 
 from __future__ import annotations
