@@ -9,6 +9,7 @@ import json
 import math
 import os
 import re
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,7 +103,7 @@ def _scalar_metrics(raw: Any, path: Path, warnings: list[str]) -> dict[str, floa
         if not math.isfinite(value):
             warnings.append(f"{path}: metric {name!r} is {value}; left out")
             continue
-        metrics[str(name)] = float(value)
+        metrics[sys.intern(str(name))] = float(value)  # interned: 100,000 runs share one copy of each name
     return metrics
 
 
@@ -192,7 +193,7 @@ def _parse(data: Any, path: Path, warnings: list[str]) -> RunRecord:
         status=data["status"],
         metrics=_scalar_metrics(data.get("metrics"), path, warnings),
         path=path,
-        config=dict(data["config"]) if isinstance(data.get("config"), dict) else {},
+        config={sys.intern(k): v for k, v in data["config"].items()} if isinstance(data.get("config"), dict) else {},
         wall_seconds=float(data["wall_seconds"]) if _is_number(data.get("wall_seconds")) else None,
         device=str(data.get("device") or ""),
         train_counts=_train_counts(data.get("train_counts")),

@@ -49,7 +49,12 @@ class PosthocCache:
     def __init__(self, folder: Path, version: str) -> None:
         self.path = Path(folder) / CACHE_FILE
         self.version = version
-        self.entries: dict[str, tuple[FileKey, dict[str, float]]] = {}
+        self.entries: dict[str, tuple[FileKey, dict[str, float]]] = {}  # scored (or asked for) by this report
+        self.stored: dict[str, int] = {}  # run folder name -> its row in the arrays read from the file
+        self.keys = np.zeros((0, 2 * len(_WATCHED)), dtype=np.int64)
+        self.metrics: list[str] = []
+        self.values = np.zeros((0, 0))
+        self.present = np.zeros((0, 0), dtype=bool)
         self.changed = False
         self._read()
 
@@ -58,19 +63,29 @@ class PosthocCache:
             with np.load(self.path, allow_pickle=False) as stored:
                 if str(stored["version"]) != self.version:
                     return
-                names, keys = stored["names"].tolist(), stored["keys"].tolist()
+                names, keys = stored["names"].tolist(), stored["keys"]
                 metrics, values, present = stored["metrics"].tolist(), stored["values"], stored["present"]
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             return  # no cache yet, or a damaged one: everything is scored afresh and the file rewritten
-        for row, (name, key) in enumerate(zip(names, keys, strict=True)):
-            filled = np.flatnonzero(present[row])
-            names_filled = [metrics[i] for i in filled]
-            self.entries[name] = (tuple(key), dict(zip(names_filled, values[row, filled].tolist(), strict=True)))
+        shape = (len(names), len(metrics))
+        if keys.shape != (len(names), 2 * len(_WATCHED)) or values.shape != shape or present.shape != shape:
+            return
+        self.stored = {name: row for row, name in enumerate(names)}
+        self.keys, self.metrics, self.values, self.present = keys, metrics, values, present
+
+    def _entry(self, name: str) -> tuple[FileKey, dict[str, float]] | None:
+        """A run's (file key, metrics): scored by this report, else read from the file (made on first use)."""
+        if name not in self.entries and name in self.stored:
+            row = self.stored[name]
+            filled = np.flatnonzero(self.present[row])
+            values = dict(zip([self.metrics[i] for i in filled], self.values[row, filled].tolist(), strict=True))
+            self.entries[name] = (tuple(self.keys[row].tolist()), values)
+        return self.entries.get(name)
 
     def get(self, record: RunRecord) -> tuple[FileKey | None, dict[str, float] | None]:
         """The run's current file key and its cached metrics (None when not cached or its files changed)."""
         key = file_key(record.folder)
-        entry = self.entries.get(record.folder.name)
+        entry = self._entry(record.folder.name)
         return key, (dict(entry[1]) if entry is not None and key is not None and entry[0] == key else None)
 
     def put(self, record: RunRecord, key: FileKey, metrics: dict[str, float]) -> None:
@@ -79,15 +94,18 @@ class PosthocCache:
 
     def keep_only(self, names: set[str]) -> None:
         """Forget the entries of run folders not in ``names`` (removed runs)."""
-        gone = self.entries.keys() - names
+        gone = (self.entries.keys() | self.stored.keys()) - names
         for name in gone:
-            del self.entries[name]
+            self.entries.pop(name, None)
+            self.stored.pop(name, None)
         self.changed = self.changed or bool(gone)
 
     def save(self) -> str | None:
         """Write the cache if it changed (atomically); a warning when it cannot be written, else None."""
         if not self.changed:
             return None
+        for name in list(self.stored):
+            self._entry(name)
         names = sorted(self.entries)
         metrics = sorted({m for _, values in self.entries.values() for m in values})
         column = {m: i for i, m in enumerate(metrics)}

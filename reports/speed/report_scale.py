@@ -23,8 +23,10 @@ they were drawn from, so what a report costs depends on what earlier reports lef
 - ``again``: a re-report; at a larger size, after the tree grew (the new runs' post-hoc rows filled in as above): the
   figures are reused, as the first sections did not change. Every size.
 
-Printed per pass: wall time, peak resident memory of the report process (``os.wait4``'s ru_maxrss), time per 1,000
-runs, and for ``again`` the ratio of time per run against the first size (1.0 = linear). ``--flags`` adds report
+Printed per pass: wall time, CPU time (user + system) and peak resident memory of the report process (``os.wait4``'s
+rusage), CPU seconds per 1,000 runs, and for ``again`` the ratio of CPU time per run against the first size (1.0 =
+linear). On a shared machine the wall time includes waiting for a core; the report is one process on one core, so its
+CPU time is what it costs. ``--flags`` adds report
 options (e.g. ``--no-gallery``).
 """
 
@@ -190,8 +192,9 @@ def fill_posthoc_cache(tree: Path) -> None:
         raise SystemExit(problem)
 
 
-def time_report(tree: Path, out: Path, flags: list[str]) -> tuple[float, float, int]:
-    """Run ``bench report`` once; (wall seconds, peak RSS of that process in MiB, exit code)."""
+def time_report(tree: Path, out: Path, flags: list[str]) -> tuple[float, float, float, int]:
+    """Run ``bench report`` once; (wall seconds, CPU seconds (user + system), peak RSS of that process in MiB, exit
+    code)."""
     start = time.perf_counter()
     process = subprocess.Popen([*_bench(), "report", str(tree), "--out", str(out), *flags],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
@@ -201,7 +204,7 @@ def time_report(tree: Path, out: Path, flags: list[str]) -> tuple[float, float, 
     wall = time.perf_counter() - start
     if process.returncode != 0:
         print(stderr.decode(errors="replace")[-2000:], file=sys.stderr)
-    return wall, usage.ru_maxrss / 1024, process.returncode
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, process.returncode
 
 
 def main() -> None:
@@ -226,8 +229,8 @@ def main() -> None:
         template = template_runs(args.template or make_template(work))
         rows = []
         print(f"bench report {' '.join(['TREE', '--out', 'OUT', *flags])}; {len(template)} template runs")
-        print(f"{'runs':>8} {'sections':>8} {'prepare s':>10} {'pass':>5} {'wall s':>7} {'peak MiB':>8} "
-              f"{'s/1k runs':>9} {'vs first':>8}")  # fmt: skip
+        print(f"{'runs':>8} {'sections':>8} {'prepare s':>10} {'pass':>5} {'wall s':>7} {'cpu s':>7} {'peak MiB':>8} "
+              f"{'cpu s/1k':>8} {'vs first':>8}")  # fmt: skip
         passes = [(args.cold, ("cold",))] if args.cold > 0 else []
         passes += [(n, ("first", "again") if i == 0 else ("again",)) for i, n in enumerate(sorted(sizes))]
         grown = 0
@@ -248,15 +251,15 @@ def main() -> None:
             generated = time.perf_counter() - start
             sections = len({(r["task"], r["backbone"]) for r in run_plan(n)})
             for attempt in attempts:
-                wall, peak, code = time_report(tree, out, flags)
-                per_k = wall / n * 1000
-                first = next((r["s_per_1k"] for r in rows if r["pass"] == attempt), per_k)
-                rows.append(dict(runs=n, sections=sections, generate_s=round(generated, 1), pass_=attempt,
-                                 wall_s=round(wall, 2), peak_mib=round(peak), s_per_1k=round(per_k, 3),
-                                 vs_first=round(per_k / first, 2), exit_code=code))  # fmt: skip
-                rows[-1]["pass"] = rows[-1].pop("pass_")
-                print(f"{n:>8} {sections:>8} {generated:>10.1f} {attempt:>5} {wall:>7.2f} {peak:>8.0f} "
-                      f"{per_k:>9.3f} {per_k / first:>8.2f}" + ("" if code == 0 else f"  exit code {code}"),
+                wall, cpu, peak, code = time_report(tree, out, flags)
+                per_k = cpu / n * 1000
+                first = next((r["cpu_s_per_1k"] for r in rows if r["pass"] == attempt), per_k)
+                rows.append({"runs": n, "sections": sections, "prepare_s": round(generated, 1), "pass": attempt,
+                             "wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "peak_mib": round(peak),
+                             "cpu_s_per_1k": round(per_k, 3), "vs_first": round(per_k / first, 2),
+                             "exit_code": code})  # fmt: skip
+                print(f"{n:>8} {sections:>8} {generated:>10.1f} {attempt:>5} {wall:>7.2f} {cpu:>7.2f} {peak:>8.0f} "
+                      f"{per_k:>8.3f} {per_k / first:>8.2f}" + ("" if code == 0 else f"  exit code {code}"),
                       flush=True)  # fmt: skip
     finally:
         if args.work is None:
