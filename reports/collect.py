@@ -266,7 +266,8 @@ def collect_runs(runs_dir: Path) -> Collection:
         candidates: Iterator[tuple[Path, str | None]] = iter([(runs_dir / RESULT_FILE, None)])
     else:
         with os.scandir(runs_dir) as entries:
-            folders = sorted(Path(e.path) for e in entries if not e.name.startswith(".") and e.is_dir())
+            names = sorted(e.name for e in entries if not e.name.startswith(".") and e.is_dir())  # as Paths sort
+        folders = [runs_dir / name for name in names]
         candidates = _results(folders, counted)
 
     records: list[RunRecord] = []
