@@ -22,6 +22,7 @@ from bench.device import DeviceSetup, autocast, create_grad_scaler, prepare_mode
 from bench.engine import train_one_epoch
 from bench.methods import create_method_loss, parse_method
 from bench.metrics import MAJORITY, MINORITY
+from bench.runner import create_optimizer
 from bench.speed.pipeline import _identity_stats
 from bench.speed.steps import _synchronize
 from bench.task import prepare_task
@@ -103,7 +104,7 @@ def _harness_epoch(job: EpochJob, cache_dir: Path | None) -> tuple[float, float,
     torch.manual_seed(0)
     model = prepare_model(create_backbone(job.backbone, num_classes=2, taps=(), img_size=job.img_size), job.setup)
     loss_fn = create_method_loss(parse_method("ce"), [job.per_class, job.per_class], settings).to(job.setup.device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    optimizer = create_optimizer([*model.parameters(), *loss_fn.parameters()], settings, job.setup.device)
     epoch_started = time.perf_counter()
     train_one_epoch(model, loader, loss_fn, optimizer, create_grad_scaler(job.setup), job.setup)
     _synchronize(job.setup)
@@ -159,7 +160,9 @@ def _torchvision_epoch(job: EpochJob) -> float:
     )  # fmt: skip
     torch.manual_seed(0)
     model = prepare_model(create_backbone(job.backbone, num_classes=2, taps=(), img_size=job.img_size).model, job.setup)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-5)
+    settings = TrainSettings.from_options({**PAPER_DEFAULTS, "img_size": job.img_size, "batch_size": job.batch_size})
+    optimizer = create_optimizer(list(model.parameters()), settings, job.setup.device)  # as the harness: only the
+    # feeding differs
     model.train()
     started = time.perf_counter()
     for images, labels in loader:

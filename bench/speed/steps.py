@@ -16,6 +16,7 @@ from bench.config import PAPER_DEFAULTS, TrainSettings
 from bench.device import DeviceSetup, autocast, create_grad_scaler, prepare_model, to_device
 from bench.engine import train_one_epoch
 from bench.methods import create_method_loss, parse_method
+from bench.runner import create_optimizer
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ def measure_steps(
 
     torch.manual_seed(0)
     plain = prepare_model(create_backbone(backbone, num_classes=2, taps=(), img_size=img_size).model, setup)
-    plain_optimizer = torch.optim.Adam(plain.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    plain_optimizer = create_optimizer(list(plain.parameters()), settings, setup.device)  # the runs' Adam: same update
     x, y = to_device(images, labels, setup)
 
     def minimal() -> None:
@@ -120,7 +121,7 @@ def measure_steps(
         )  # fmt: skip
         model = prepare_model(model, setup)
         loss_fn = create_method_loss(spec, counts, settings).to(setup.device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+        optimizer = create_optimizer([*model.parameters(), *loss_fn.parameters()], settings, setup.device)
         scaler = create_grad_scaler(setup)
 
         def step() -> None:
