@@ -216,9 +216,15 @@ class RunFolder:
         changed = sorted(key for key in current if stored[key] != current[key])
         if changed:
             key = changed[0]
+            why = (
+                ": the task's images changed, or the run was written before runs were keyed by their task's class "
+                "folders (2026-12-02)"
+                if key == "data_fingerprint"
+                else ""
+            )
             raise ConfigError(
                 f"{self.path} holds a finished run with different settings ({key}: {stored[key]!r} there, "
-                f"{current[key]!r} now); choose a new --out or remove that folder"
+                f"{current[key]!r} now{why}); choose a new --out or remove that folder"
             )
         return True
 

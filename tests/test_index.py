@@ -176,6 +176,7 @@ def test_runs_stay_finished_when_another_class_folder_changes(tmp_path: Path) ->
     _png(root / "test" / "horse" / "new.png", 91)
     changed = runner.invoke(cli.app, [*args, "--dry-run"])  # the finished run was trained on other data
     assert changed.exit_code == 2 and "holds a finished run with different settings (data_fingerprint" in changed.output
+    assert "the task's images changed" in changed.output
 
 
 def test_an_unwritable_index_cache_changes_nothing(tmp_path: Path) -> None:
