@@ -205,11 +205,20 @@ def _build_shapes_only(name: str, *, num_classes: int | None = None, img_size: i
 
 
 def check_backbone(
-    name: str, num_classes: int, *, taps: Sequence[int] | None = None, img_size: int | None = None
+    name: str,
+    num_classes: int,
+    *,
+    taps: Sequence[int] | None = None,
+    img_size: int | None = None,
+    cosine_classifier: bool = False,
 ) -> None:
-    """Raise the :class:`BackboneError` :func:`create_backbone` would raise for a bad name or tap index, without
-    building the weights (the model is built on the meta device)."""
-    TappedBackbone(_build_shapes_only(name, num_classes=num_classes, img_size=img_size), taps, name=name).remove_hooks()
+    """Raise the :class:`BackboneError` :func:`create_backbone` would raise for a bad name, tap index or (with
+    ``cosine_classifier``) a model whose classifier cannot be replaced, without building the weights (the model is
+    built on the meta device)."""
+    model = _build_shapes_only(name, num_classes=num_classes, img_size=img_size)
+    if cosine_classifier:
+        use_cosine_classifier(model, name)
+    TappedBackbone(model, taps, name=name).remove_hooks()
 
 
 def describe_stages(name: str) -> list[tuple[int, str, int, int]]:

@@ -91,8 +91,9 @@ def check_grid(spec: GridSpec, source: DatasetSource) -> None:
         check_val_classes(source, classes, spec.settings.val_count)
     stages = spec.settings.stages
     taps = stages if stages is not None or any(s.needs_taps for s in specs) else ()
+    cosine = any(s.cosine_classifier for s in specs)  # ldam's: a backbone must have a linear head to replace
     for backbone in spec.backbones:
-        check_backbone(backbone, num_classes=2, taps=taps, img_size=spec.settings.img_size)
+        check_backbone(backbone, num_classes=2, taps=taps, img_size=spec.settings.img_size, cosine_classifier=cosine)
 
 
 def run_grid(

@@ -359,3 +359,19 @@ def test_check_backbone_builds_on_the_cpu_where_the_meta_device_fails(monkeypatc
     with pytest.raises(BackboneError, match=r"^stage 5 out of range for resnet18"):
         check_backbone("resnet18", 2, taps=(5,))
     assert describe_stages("resnet18")[-1] == (4, "layer4", 512, 32)
+
+
+def test_a_grid_with_ldam_checks_the_cosine_classifier_before_training(tmp_path: Path) -> None:
+    """ldam replaces the linear head by a cosine classifier; a backbone without a single linear head is a one-line
+    error before any run trains, not a failure at the first ldam run."""
+    from typer.testing import CliRunner
+
+    from bench import cli
+
+    name = "deit_tiny_distilled_patch16_224"  # timm names two heads: ('head', 'head_dist')
+    args = ["run", "--backbone", name, "--ratios", "1", "--seeds", "1", "--epochs", "1", "--dry-run",
+            "--out", str(tmp_path / "runs")]  # fmt: skip
+    refused = CliRunner().invoke(cli.app, [*args, "--methods", "ce,ldam"])
+    assert refused.exit_code == 2, refused.output
+    assert refused.output.startswith(f"error: {name}: timm names no single classifier module")
+    assert CliRunner().invoke(cli.app, [*args, "--methods", "ce"]).exit_code == 0
