@@ -310,6 +310,7 @@ class RunFolder:
             **payload,
             "versions": versions(),
             "config": config.to_dict(),
+            "sources": dict(config.sources),  # where each setting came from, so a report needs no config.json
         }
         write_json_atomic(self.result, result)
         return result

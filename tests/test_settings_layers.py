@@ -88,6 +88,8 @@ def test_a_data_root_bench_toml_is_a_layer_of_settings(tmp_path: Path) -> None:
     assert config["epochs"] == 1 and config["img_size"] == 16 and config["batch_size"] == 4
     assert config["sources"]["epochs"] == source and config["sources"]["lr"] == "paper"
     assert config["data_given"] == str(root)
+    result_file = json.loads((out / "fine__resnet18__ce__r0.5__s0" / "result.json").read_text())
+    assert result_file["sources"] == config["sources"]  # the report reads them here, not from config.json
 
 
 def test_precedence_flag_over_config_file_over_data_root_over_data_set_over_paper(tmp_path: Path) -> None:
