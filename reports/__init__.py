@@ -7,26 +7,59 @@ missing runs) live in :mod:`reports.statistics`; checks that a cell's runs share
 :mod:`reports.checks`.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# imported now: the function ``aggregate`` must win over the submodule of that name, which Python binds on the
+# package when the submodule is first imported (any later ``from reports import aggregate`` then gets the function)
 from reports.aggregate import CellStats, aggregate
-from reports.checks import RunChecks, check_runs
-from reports.collect import Collection, RunRecord, collect_runs
-from reports.document import ReportFiles, write_report
-from reports.leaderboard import (
-    LeaderboardFiles,
-    load_collection,
-    render_comparisons,
-    render_csv,
-    render_markdown,
-    write_leaderboard,
-)
-from reports.statistics import (
-    Interval,
-    PairedComparison,
-    missing_seeds,
-    paired_comparisons,
-    sign_flip_p_value,
-    t_interval,
-)
+
+if TYPE_CHECKING:  # for type checkers and editors; at run time each name is imported on first use
+    from reports.checks import RunChecks, check_runs
+    from reports.collect import Collection, RunRecord, collect_runs
+    from reports.document import ReportFiles, write_report
+    from reports.leaderboard import (
+        LeaderboardFiles,
+        load_collection,
+        render_comparisons,
+        render_csv,
+        render_markdown,
+        write_leaderboard,
+    )
+    from reports.statistics import (
+        Interval,
+        PairedComparison,
+        missing_seeds,
+        paired_comparisons,
+        sign_flip_p_value,
+        t_interval,
+    )
+
+#: Where each public name lives. Imported lazily (PEP 562): ``bench run`` prints its leaderboard without the figures'
+#: matplotlib, which :mod:`reports.document` imports.
+_HOMES: dict[str, str] = {
+    "Collection": "collect",
+    "Interval": "statistics",
+    "LeaderboardFiles": "leaderboard",
+    "PairedComparison": "statistics",
+    "ReportFiles": "document",
+    "RunChecks": "checks",
+    "RunRecord": "collect",
+    "check_runs": "checks",
+    "collect_runs": "collect",
+    "load_collection": "leaderboard",
+    "missing_seeds": "statistics",
+    "paired_comparisons": "statistics",
+    "render_comparisons": "leaderboard",
+    "render_csv": "leaderboard",
+    "render_markdown": "leaderboard",
+    "sign_flip_p_value": "statistics",
+    "t_interval": "statistics",
+    "write_leaderboard": "leaderboard",
+    "write_report": "document",
+}
 
 __all__ = [
     "CellStats",
@@ -50,4 +83,16 @@ __all__ = [
     "t_interval",
     "write_leaderboard",
     "write_report",
-]
+]  # CellStats, aggregate and the names of _HOMES
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+    globals()[name] = value  # the next lookup is a plain one
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOMES})

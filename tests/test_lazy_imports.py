@@ -47,3 +47,26 @@ def test_method_names_are_the_loss_registry_s() -> None:
     assert method_names.BASE_LOSSES == tuple(losses.BASE_LOSSES)
     assert method_names.AUX_LOSSES == tuple(losses.AUX_LOSSES)
     assert set(method_names.METHOD_DESCRIPTIONS) == set(method_names.components())
+
+
+def test_run_prints_its_leaderboard_without_matplotlib(tmp_path) -> None:  # noqa: ANN001
+    imported = _imported_by(
+        "run", "--task", "fine", "--ratios", "1", "--methods", "ce", "--seeds", "1", "--epochs", "1",
+        "--img-size", "16", "--majority-count", "20", "--val-count", "0", "--batch-size", "16",
+        "--backbone", "test_resnet", "--out", str(tmp_path / "runs"),
+    )  # fmt: skip
+    assert "torch" in imported and "matplotlib" not in imported
+
+
+def test_reports_package_names_load_on_first_use() -> None:
+    import reports
+    import reports.aggregate  # binds the submodule on the package, after which the function must still win
+
+    homes = {**reports._HOMES, "CellStats": "aggregate", "aggregate": "aggregate"}
+    assert sorted(reports.__all__) == sorted(homes)
+    for name in reports.__all__:
+        home = __import__(f"reports.{homes[name]}", fromlist=[name])
+        assert getattr(reports, name) is getattr(home, name)
+    from reports import aggregate
+
+    assert callable(aggregate) and aggregate is reports.aggregate
