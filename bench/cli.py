@@ -262,6 +262,14 @@ def report(
             "the images into figures/: leave it out for photographs that must not be passed on, e.g. with people).",
         ),
     ] = True,
+    figure_sections: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Draw the figures of the first N sections (task x backbone, in report order; each takes seconds); "
+            "the others say so. 0: no figures.",
+        ),
+    ] = 6,
 ) -> None:
     """Write report.md (settings, tables, paired comparisons, deployment and calibration, sweeps, figures),
     leaderboard.md/.csv, comparisons.csv and, for sweeps, sweeps.csv."""
@@ -303,6 +311,7 @@ def report(
             progress=lambda what: typer.echo(f"drawing {what}", err=True),
             collection=runs,
             gallery=gallery,
+            figure_sections=figure_sections,
         )
     except OSError as error:
         fail(f"cannot write the report: {error}")

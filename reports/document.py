@@ -58,7 +58,7 @@ FIGURES_DIR = "figures"
 MAX_FIGURE_SECTIONS = 6
 FIGURES_CAPPED = (
     "No figures for this section: a report over {sections} sections draws the figures of the first {cap} only "
-    "(seconds per figure); `bench report` on a folder holding this section's runs alone draws them."
+    "(seconds per figure); `bench report --figure-sections N` draws more."
 )
 #: In each section's figure folder: what its figures were drawn from and the Markdown that embeds them, so that the
 #: next report reuses them while the section's runs are unchanged. Bump the version when a figure changes.
@@ -245,6 +245,7 @@ def write_report(
     ensemble: bool = False,
     collection: Collection | ReportRuns | None = None,
     gallery: bool = True,
+    figure_sections: int | None = None,
 ) -> ReportFiles:
     """Write the leaderboard files, the figures and ``report.md`` for the runs in ``runs_dir`` (or ``collection``,
     already collected, or the rows :func:`reports.leaderboard.prepare_runs` made) into ``out_dir`` (default
@@ -253,7 +254,8 @@ def write_report(
     rows get no figures of their own (they share their run's folder); the settings table lists the runs that
     trained, swept settings not chosen included. Figures are drawn for the first :data:`MAX_FIGURE_SECTIONS`
     sections, and a section's figures drawn by an earlier report into the same folder from the same inputs are
-    reused (:data:`FIGURES_STAMP`)."""
+    reused (:data:`FIGURES_STAMP`). ``figure_sections``: how many sections get figures instead (0: none)."""
+    cap = MAX_FIGURE_SECTIONS if figure_sections is None else figure_sections
     if collection is None:
         collection = prepare_runs(collect_runs(Path(runs_dir)), ensemble=ensemble)
     runs = as_report_runs(collection)
@@ -267,8 +269,8 @@ def write_report(
     written: list[Path] = []
     order = sorted(sections, key=lambda key: (key[0], key[1].startswith("ens("), key[1]))  # as the report's sections
     for number, (task, backbone) in enumerate(order):
-        if number >= MAX_FIGURE_SECTIONS:
-            figures[(task, backbone)] = [FIGURES_CAPPED.format(sections=len(order), cap=MAX_FIGURE_SECTIONS), ""]
+        if number >= cap:
+            figures[(task, backbone)] = [FIGURES_CAPPED.format(sections=len(order), cap=cap), ""]
             continue
         section = sections[(task, backbone)]
         folder = out / FIGURES_DIR / f"{safe_name(task)}__{safe_name(backbone)}"

@@ -11,9 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sklearn.metrics import recall_score
+from typer.testing import CliRunner
 
 import reports.document as document
 import reports.posthoc as posthoc
+from bench import cli
 from reports import collect_runs, write_report
 from reports.collect import Collection
 from reports.leaderboard import prepare_runs, render_comparisons, render_csv, render_markdown, section_anchors
@@ -214,3 +216,12 @@ def test_figures_of_the_first_sections_only(tmp_path: Path, monkeypatch: pytest.
     note = document.FIGURES_CAPPED.format(sections=3, cap=2)
     assert report.count(note) == 1
     assert report.index(note) > report.index("## elk — b") and not (tmp_path / "out" / "figures" / "elk__b").exists()
+    drawn.clear()
+    monkeypatch.setattr(document, "MAX_FIGURE_SECTIONS", 6)
+    result = CliRunner().invoke(
+        cli.app, ["report", str(runs), "--out", str(tmp_path / "cli"), "--figure-sections", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    assert drawn == [("cam", "b")]
+    report = (tmp_path / "cli" / "report.md").read_text(encoding="utf-8")
+    assert report.count(document.FIGURES_CAPPED.format(sections=3, cap=1)) == 2
