@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import statistics
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -13,6 +15,48 @@ from reports.posthoc import POSTHOC_SUFFIX
 PREFERRED_METHOD_ORDER: tuple[str, ...] = ("ce", "os", "cb", "fscl", "fscl+os")
 
 CellKey = tuple[str, str, str, float]
+
+
+#: Bits of the scaled square root before its one rounding to float (as :func:`statistics.stdev` does).
+_SQRT_BITS = 2 * sys.float_info.mant_dig + 3
+
+
+def _sqrt_of_fraction(numerator: int, denominator: int) -> float:
+    """sqrt(numerator / denominator) correctly rounded to a float: an integer square root with round-to-odd in
+    extra bits, then one rounding (the method of :func:`statistics.stdev`, https://bugs.python.org/msg407078)."""
+    q = (numerator.bit_length() - denominator.bit_length() - _SQRT_BITS) // 2
+    if q >= 0:
+        return (_isqrt_round_to_odd(numerator, denominator << 2 * q) << q) / 1
+    return _isqrt_round_to_odd(numerator << -2 * q, denominator) / (1 << -q)
+
+
+def _isqrt_round_to_odd(numerator: int, denominator: int) -> int:
+    """sqrt(numerator / denominator) as an integer, rounded to odd (the last bit set when inexact)."""
+    root = math.isqrt(numerator // denominator)
+    return root | (root * root * denominator != numerator)
+
+
+def sample_std(values: Sequence[float]) -> float:
+    """The sample standard deviation (ddof=1) of at least 2 values, exactly :func:`statistics.stdev`'s float (the
+    exact variance of the values, its square root correctly rounded), from integers instead of fractions.
+
+    Each float is an integer times a power of 2, so on a common scale 2^-k the values are integers x_i and the
+    variance is (n·Σx_i² - (Σx_i)²) / (n·(n-1)·4^k), exactly. Non-finite values go to :func:`statistics.stdev`.
+    """
+    if len(values) < 2:
+        raise ValueError(f"a sample std needs at least 2 values, got {len(values)}")
+    try:
+        ratios = [value.as_integer_ratio() for value in values]
+    except (OverflowError, ValueError):  # inf or nan: statistics.stdev's answer (nan)
+        return statistics.stdev(values)
+    shift = max(d for _, d in ratios).bit_length() - 1  # every denominator is a power of 2
+    scaled = [n << (shift - d.bit_length() + 1) for n, d in ratios]
+    count = len(scaled)
+    total = sum(scaled)
+    spread = count * sum(x * x for x in scaled) - total * total
+    if spread == 0:
+        return 0.0
+    return _sqrt_of_fraction(spread, count * (count - 1) << 2 * shift)
 
 
 @dataclass(frozen=True)
@@ -80,8 +124,8 @@ def aggregate(
                 ratio=ratio,
                 metric=metric,
                 n=len(values),
-                mean=statistics.fmean(values) if values else None,
-                std=statistics.stdev(values) if len(values) >= 2 else None,
+                mean=math.fsum(values) / len(values) if values else None,  # statistics.fmean's arithmetic
+                std=sample_std(values) if len(values) >= 2 else None,  # statistics.stdev's float
                 n_failed=sum(1 for r in group if r.status == "failed"),
             )
         )

@@ -58,17 +58,50 @@ def _t_quantile(level: float, dof: int) -> float:
 
 def t_interval(values: Sequence[float], confidence: float = DEFAULT_CONFIDENCE) -> Interval:
     """Student-t interval for the mean: mean ± t_{(1+c)/2, n-1} · s / sqrt(n), s the sample std (ddof=1)."""
+    return t_intervals([values], confidence)[0]
+
+
+def t_intervals(samples: Sequence[Sequence[float]], confidence: float = DEFAULT_CONFIDENCE) -> list[Interval]:
+    """:func:`t_interval` of each sample, computed together: the samples of one size as the rows of one array.
+
+    The same arithmetic as one sample at a time (numpy's mean and ``std(ddof=1)`` along each row, then the scalar
+    formula elementwise), so every number is the same to the last bit; only the Python work per sample is gone.
+    """
     _check_confidence(confidence)
-    data = np.asarray(values, dtype=float)
-    n = int(data.size)
-    if n == 0:
-        return Interval(n=0, mean=None, std=None, low=None, high=None)
-    mean = float(data.mean())
-    if n == 1:
-        return Interval(n=1, mean=mean, std=None, low=None, high=None)
-    std = float(data.std(ddof=1))
-    half_width = _t_quantile((1.0 + confidence) / 2.0, n - 1) * std / math.sqrt(n)
-    return Interval(n=n, mean=mean, std=std, low=mean - half_width, high=mean + half_width)
+    found: list[Interval | None] = [None] * len(samples)
+    for n, indices in _by_size(samples).items():
+        if n == 0:
+            for i in indices:
+                found[i] = _NO_VALUES
+            continue
+        data = _rows(samples, indices, n)
+        means = data.mean(axis=1)
+        if n == 1:
+            for i, mean in zip(indices, means.tolist(), strict=True):
+                found[i] = Interval(n=1, mean=mean, std=None, low=None, high=None)
+            continue
+        stds = data.std(axis=1, ddof=1)
+        half_widths = _t_quantile((1.0 + confidence) / 2.0, n - 1) * stds / math.sqrt(n)
+        lows, highs = (means - half_widths).tolist(), (means + half_widths).tolist()
+        for i, mean, std, low, high in zip(indices, means.tolist(), stds.tolist(), lows, highs, strict=True):
+            found[i] = Interval(n=n, mean=mean, std=std, low=low, high=high)
+    return found  # type: ignore[return-value]  # every index was filled above
+
+
+def _by_size(samples: Sequence[Sequence[float]]) -> dict[int, list[int]]:
+    """The indices of ``samples`` by the samples' sizes."""
+    by_size: dict[int, list[int]] = {}
+    for index, values in enumerate(samples):
+        by_size.setdefault(len(values), []).append(index)
+    return by_size
+
+
+def _rows(samples: Sequence[Sequence[float]], indices: Sequence[int], n: int) -> np.ndarray:
+    """The samples at ``indices`` (each of ``n`` values) as the rows of one C-ordered float array."""
+    return np.array([samples[i] for i in indices], dtype=float).reshape(len(indices), n)
+
+
+_NO_VALUES = Interval(n=0, mean=None, std=None, low=None, high=None)
 
 
 def _sign_flip_sums(diffs: np.ndarray) -> np.ndarray:
@@ -119,6 +152,42 @@ def sign_flip_p_value(
         hits += int(np.count_nonzero(np.abs(signs @ data) >= observed - tolerance))
         done += size
     return (1 + hits) / (1 + draws)
+
+
+#: Rows of sign-flip sums made at once by :func:`sign_flip_p_values` (times 2^(n-1) sums of 8 bytes: <= 32 MiB).
+_BATCH_SUMS = 1 << 22
+
+
+def sign_flip_p_values(samples: Sequence[Sequence[float]]) -> list[float | None]:
+    """:func:`sign_flip_p_value` (default settings) of each sample of differences, computed together.
+
+    Samples of one size n <= :data:`EXACT_MAX_PAIRS` are the rows of one array, and their 2^n signed sums are built
+    by the same doubling, column block by column block, so every sum, and so every p-value, is the same to the last
+    bit. Only the half whose first sign is + is built: the other half is its exact negation (IEEE rounding is
+    symmetric), so it reaches the observed |sum| as often. Larger samples go one by one (Monte-Carlo).
+    """
+    found: list[float | None] = [None] * len(samples)
+    for n, indices in _by_size(samples).items():
+        if n == 0:
+            continue
+        if n > EXACT_MAX_PAIRS:
+            for i in indices:
+                found[i] = sign_flip_p_value(samples[i])
+            continue
+        data = _rows(samples, indices, n)
+        rows = max(1, _BATCH_SUMS >> (n - 1))
+        for start in range(0, len(indices), rows):
+            block = data[start : start + rows]
+            observed = np.abs(block.sum(axis=1))
+            tolerance = 1e-9 * np.maximum(np.abs(block).sum(axis=1), np.finfo(float).tiny)
+            sums = block[:, :1] + 0.0  # 0 + d_1, as the doubling starts
+            for column in range(1, n):
+                d = block[:, column : column + 1]
+                sums = np.concatenate([sums + d, sums - d], axis=1)
+            hits = np.count_nonzero(np.abs(sums) >= (observed - tolerance)[:, None], axis=1)
+            for i, count in zip(indices[start : start + rows], hits.tolist(), strict=True):
+                found[i] = float(2 * count) / (1 << n)
+    return found
 
 
 @dataclass(frozen=True)
@@ -194,7 +263,8 @@ def paired_comparisons(
         raise ValueError(f"min_pairs must be at least 2 (an interval needs 2 values), got {min_pairs!r}")
     groups = groups if groups is not None else comparison_groups(records)
 
-    comparisons: list[PairedComparison] = []
+    pairs: list[tuple[str, str, float, str, str]] = []
+    samples: list[list[float]] = []
     for (task, backbone, ratio), by_method in groups.items():
         for baseline in dict.fromkeys(baselines):
             if baseline not in by_method:
@@ -204,25 +274,30 @@ def paired_comparisons(
                 if method == baseline:
                     continue
                 values = _values_by_seed(method_records, metric)
-                diffs = [values[seed] - base[seed] for seed in sorted(values.keys() & base.keys())]
-                interval = t_interval(diffs, confidence)
-                p_value = sign_flip_p_value(diffs) if len(diffs) >= min_pairs else None
-                comparisons.append(
-                    PairedComparison(
-                        task=task,
-                        backbone=backbone,
-                        ratio=ratio,
-                        method=method,
-                        baseline=baseline,
-                        metric=metric,
-                        n_pairs=interval.n,
-                        mean_diff=interval.mean,
-                        low=interval.low,
-                        high=interval.high,
-                        verdict=_verdict(interval, p_value, min_pairs, confidence),
-                        p_value=p_value,
-                    )
-                )
+                pairs.append((task, backbone, ratio, method, baseline))
+                samples.append([values[seed] - base[seed] for seed in sorted(values.keys() & base.keys())])
+    intervals = t_intervals(samples, confidence)
+    tested = [i for i, diffs in enumerate(samples) if len(diffs) >= min_pairs]
+    p_values: list[float | None] = [None] * len(samples)
+    for i, p_value in zip(tested, sign_flip_p_values([samples[i] for i in tested]), strict=True):
+        p_values[i] = p_value
+    comparisons = [
+        PairedComparison(
+            task=task,
+            backbone=backbone,
+            ratio=ratio,
+            method=method,
+            baseline=baseline,
+            metric=metric,
+            n_pairs=interval.n,
+            mean_diff=interval.mean,
+            low=interval.low,
+            high=interval.high,
+            verdict=_verdict(interval, p_value, min_pairs, confidence),
+            p_value=p_value,
+        )
+        for (task, backbone, ratio, method, baseline), interval, p_value in zip(pairs, intervals, p_values, strict=True)
+    ]
     order = {b: i for i, b in enumerate(dict.fromkeys(baselines))}
     comparisons.sort(key=lambda c: (c.task, c.backbone, order[c.baseline], method_sort_key(c.method), -c.ratio))
     return comparisons
@@ -264,14 +339,14 @@ def cell_intervals(
     """Per (task, backbone, method, ratio) cell with records: :func:`t_interval` of ``metric`` over finished runs.
     ``groups``: :func:`reports.aggregate.group_records` of ``records``, when already made (for many metrics)."""
     if groups is not None:
-        return {
-            key: t_interval([r.metrics[metric] for r in group if r.status == "finished" and metric in r.metrics],
-                            confidence)
-            for key, group in groups.items()
-        }  # fmt: skip
+        keys = list(groups)
+        samples = [[r.metrics[metric] for r in groups[key] if r.status == "finished" and metric in r.metrics]
+                   for key in keys]  # fmt: skip
+        return dict(zip(keys, t_intervals(samples, confidence), strict=True))
     values: dict[CellKey, list[float]] = {}
     for r in records:
         cell = values.setdefault((r.task, r.backbone, r.method, r.ratio), [])
         if r.status == "finished" and metric in r.metrics:
             cell.append(r.metrics[metric])
-    return {key: t_interval(values[key], confidence) for key in sorted(values, key=cell_sort_key)}
+    keys = sorted(values, key=cell_sort_key)
+    return dict(zip(keys, t_intervals([values[key] for key in keys], confidence), strict=True))
