@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 import sys
@@ -81,6 +82,7 @@ def _number_first(text: str) -> tuple[int, float, str]:
         return (1, 0.0, text)
 
 
+@functools.lru_cache(maxsize=4096)  # a report sorts ~10^5 comparisons by a few dozen methods
 def method_sort_key(method: str) -> tuple[int, str, tuple[tuple[str, tuple[int, float, str]], ...], bool]:
     """Sort key putting :data:`PREFERRED_METHOD_ORDER` first, then the rest alphabetically, ensemble rows
     (``ens(...)``) last; a method's swept settings (``fscl+os[sim_weight=0.3]``, numbers by value) follow it, and a
@@ -108,14 +110,29 @@ def group_records(records: Sequence[RunRecord]) -> dict[CellKey, list[RunRecord]
     return {key: groups[key] for key in sorted(groups, key=cell_sort_key)}
 
 
+def cell_values(groups: dict[CellKey, list[RunRecord]], metric: str) -> dict[CellKey, list[float]]:
+    """Per cell of ``groups``: ``metric`` of its finished runs that report it, in run order (what :func:`aggregate` and
+    :func:`reports.statistics.cell_intervals` summarise)."""
+    return {
+        key: [r.metrics[metric] for r in group if r.status == "finished" and metric in r.metrics]
+        for key, group in groups.items()
+    }
+
+
 def aggregate(
-    records: Sequence[RunRecord], metric: str, groups: dict[CellKey, list[RunRecord]] | None = None
+    records: Sequence[RunRecord],
+    metric: str,
+    groups: dict[CellKey, list[RunRecord]] | None = None,
+    values: dict[CellKey, list[float]] | None = None,
 ) -> list[CellStats]:
     """Per cell: mean/std of ``metric`` over finished runs that report it; failed runs only counted. ``groups``:
-    :func:`group_records` of ``records``, when already made (for many metrics)."""
+    :func:`group_records` of ``records``, when already made (for many metrics); ``values``: :func:`cell_values` of
+    those groups, when already made."""
+    groups = groups if groups is not None else group_records(records)
+    values = values if values is not None else cell_values(groups, metric)
     cells: list[CellStats] = []
-    for (task, backbone, method, ratio), group in (groups if groups is not None else group_records(records)).items():
-        values = [r.metrics[metric] for r in group if r.status == "finished" and metric in r.metrics]
+    for (task, backbone, method, ratio), group in groups.items():
+        found = values[(task, backbone, method, ratio)]
         cells.append(
             CellStats(
                 task=task,
@@ -123,9 +140,9 @@ def aggregate(
                 method=method,
                 ratio=ratio,
                 metric=metric,
-                n=len(values),
-                mean=math.fsum(values) / len(values) if values else None,  # statistics.fmean's arithmetic
-                std=sample_std(values) if len(values) >= 2 else None,  # statistics.stdev's float
+                n=len(found),
+                mean=math.fsum(found) / len(found) if found else None,  # statistics.fmean's arithmetic
+                std=sample_std(found) if len(found) >= 2 else None,  # statistics.stdev's float
                 n_failed=sum(1 for r in group if r.status == "failed"),
             )
         )

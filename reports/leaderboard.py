@@ -10,7 +10,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reports.aggregate import CellKey, CellStats, aggregate, cell_sort_key, group_records, method_sort_key
+from reports.aggregate import (
+    CellKey,
+    CellStats,
+    aggregate,
+    cell_sort_key,
+    cell_values,
+    group_records,
+    method_sort_key,
+)
 from reports.checks import HARDWARE_MARK, RATIO_MARK, RunChecks, check_runs
 from reports.collect import Collection, RunRecord, collect_runs, variant_text
 from reports.comparisons import COMPARISONS_FILE, comparison_table, render_comparisons_csv
@@ -258,7 +266,10 @@ def _stats_by_cell(runs: ReportRuns, metrics: Sequence[str]) -> dict[str, dict[C
     records = runs.collection.records
 
     def cells(metric: str) -> Callable[[], dict[CellKey, CellStats]]:
-        return lambda: {(s.task, s.backbone, s.method, s.ratio): s for s in aggregate(records, metric, _groups(runs))}
+        return lambda: {
+            (s.task, s.backbone, s.method, s.ratio): s
+            for s in aggregate(records, metric, _groups(runs), _values(runs, metric))
+        }
 
     return {m: runs.computed(("stats", m), cells(m)) for m in metrics}
 
@@ -397,6 +408,10 @@ def _comparisons(runs: ReportRuns, metrics: Sequence[str], confidence: float) ->
 
 def _groups(runs: ReportRuns) -> dict[CellKey, list[RunRecord]]:
     return runs.computed(("groups",), lambda: group_records(runs.collection.records))
+
+
+def _values(runs: ReportRuns, metric: str) -> dict[CellKey, list[float]]:
+    return runs.computed(("values", metric), lambda: cell_values(_groups(runs), metric))
 
 
 def _missing(runs: ReportRuns) -> dict[CellKey, tuple[int, ...]]:
@@ -621,7 +636,7 @@ def render_csv(
     stats = _stats_by_cell(runs, metrics)
 
     def interval_of(metric: str) -> Callable[[], dict[CellKey, Interval]]:
-        return lambda: cell_intervals(records, metric, confidence, _groups(runs))
+        return lambda: cell_intervals(records, metric, confidence, _groups(runs), _values(runs, metric))
 
     intervals = {m: runs.computed(("intervals", m, confidence), interval_of(m)) for m in metrics}
     groups: dict[CellKey, list[RunRecord]] = {}

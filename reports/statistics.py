@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from reports.aggregate import CellKey, cell_sort_key, method_sort_key
+from reports.aggregate import CellKey, cell_sort_key, cell_values, group_records, method_sort_key
 from reports.collect import RunRecord
 
 DEFAULT_CONFIDENCE = 0.95
@@ -266,14 +266,13 @@ def paired_comparisons(
     pairs: list[tuple[str, str, float, str, str]] = []
     samples: list[list[float]] = []
     for (task, backbone, ratio), by_method in groups.items():
-        for baseline in dict.fromkeys(baselines):
-            if baseline not in by_method:
-                continue
-            base = _values_by_seed(by_method[baseline], metric)
-            for method, method_records in by_method.items():
+        present = [baseline for baseline in dict.fromkeys(baselines) if baseline in by_method]
+        by_seed = {method: _values_by_seed(found, metric) for method, found in by_method.items()} if present else {}
+        for baseline in present:
+            base = by_seed[baseline]
+            for method, values in by_seed.items():
                 if method == baseline:
                     continue
-                values = _values_by_seed(method_records, metric)
                 pairs.append((task, backbone, ratio, method, baseline))
                 samples.append([values[seed] - base[seed] for seed in sorted(values.keys() & base.keys())])
     intervals = t_intervals(samples, confidence)
@@ -335,18 +334,11 @@ def cell_intervals(
     metric: str,
     confidence: float = DEFAULT_CONFIDENCE,
     groups: dict[CellKey, list[RunRecord]] | None = None,
+    values: dict[CellKey, list[float]] | None = None,
 ) -> dict[CellKey, Interval]:
     """Per (task, backbone, method, ratio) cell with records: :func:`t_interval` of ``metric`` over finished runs.
-    ``groups``: :func:`reports.aggregate.group_records` of ``records``, when already made (for many metrics)."""
-    if groups is not None:
-        keys = list(groups)
-        samples = [[r.metrics[metric] for r in groups[key] if r.status == "finished" and metric in r.metrics]
-                   for key in keys]  # fmt: skip
-        return dict(zip(keys, t_intervals(samples, confidence), strict=True))
-    values: dict[CellKey, list[float]] = {}
-    for r in records:
-        cell = values.setdefault((r.task, r.backbone, r.method, r.ratio), [])
-        if r.status == "finished" and metric in r.metrics:
-            cell.append(r.metrics[metric])
-    keys = sorted(values, key=cell_sort_key)
-    return dict(zip(keys, t_intervals([values[key] for key in keys], confidence), strict=True))
+    ``groups``: :func:`reports.aggregate.group_records` of ``records``, when already made (for many metrics);
+    ``values``: :func:`reports.aggregate.cell_values` of those groups, when already made."""
+    if values is None:
+        values = cell_values(groups if groups is not None else group_records(records), metric)
+    return dict(zip(values, t_intervals(list(values.values()), confidence), strict=True))
