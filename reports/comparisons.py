@@ -72,23 +72,23 @@ def render_comparisons_csv(comparisons: Sequence[PairedComparison]) -> str:
     """One row per (task, backbone, ratio, method, baseline, metric); numbers with 6 significant digits; ``p_exact``
     is the exact sign-flip test's p-value (empty below the minimum of pairs)."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(COMPARISON_FIELDS), lineterminator="\n")
-    writer.writeheader()
-    for c in comparisons:
-        writer.writerow(
-            {
-                "task": c.task,
-                "backbone": c.backbone,
-                "ratio": fmt_float(c.ratio),
-                "method": c.method,
-                "baseline": c.baseline,
-                "metric": c.metric,
-                "n_pairs": c.n_pairs,
-                "mean_diff": fmt_float(c.mean_diff),
-                "low": fmt_float(c.low),
-                "high": fmt_float(c.high),
-                "verdict": c.verdict,
-                "p_exact": fmt_float(c.p_value),
-            }
-        )
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(COMPARISON_FIELDS)
+    writer.writerows(
+        (
+            c.task,
+            c.backbone,
+            fmt_float(c.ratio),
+            c.method,
+            c.baseline,
+            c.metric,
+            c.n_pairs,
+            fmt_float(c.mean_diff),
+            fmt_float(c.low),
+            fmt_float(c.high),
+            c.verdict,
+            fmt_float(c.p_value),
+        )  # in COMPARISON_FIELDS order
+        for c in comparisons
+    )
     return buffer.getvalue()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
+import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -343,12 +345,13 @@ def _footer(runs: ReportRuns, n_check_warnings: int = 0) -> str:
 
 def reported_metrics(records: Sequence[RunRecord], metrics: Sequence[str]) -> list[str]:
     """The metrics of ``metrics`` that at least one record reports (older runs lack newer metrics)."""
-    return [m for m in metrics if any(m in r.metrics for r in records)]
+    found = [r.metrics for r in records]
+    return [m for m in metrics if any(map(operator.contains, found, itertools.repeat(m)))]
 
 
 def is_long_tail(records: Sequence[RunRecord]) -> bool:
-    """Whether the runs are of a task with more than two classes."""
-    return any(r.is_long_tail for r in records)
+    """Whether the runs are of a task with more than two classes (:attr:`RunRecord.is_long_tail`)."""
+    return max(map(len, map(operator.attrgetter("classes"), records)), default=0) > 2
 
 
 def headline_metric(records: Sequence[RunRecord]) -> str:
@@ -639,16 +642,16 @@ def render_csv(
         return lambda: cell_intervals(records, metric, confidence, _groups(runs), _values(runs, metric))
 
     intervals = {m: runs.computed(("intervals", m, confidence), interval_of(m)) for m in metrics}
-    groups: dict[CellKey, list[RunRecord]] = {}
+    groups = _groups(runs)
     sections: dict[tuple[str, str], RunRecord] = {}
     for r in records:
-        groups.setdefault((r.task, r.backbone, r.method, r.ratio), []).append(r)
         sections.setdefault((r.task, r.backbone), r)
     missing = _missing(runs)
     swept = any(r.variant for r in records)
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=csv_fieldnames(metrics, setting=swept), lineterminator="\n")
-    writer.writeheader()
+    fieldnames = csv_fieldnames(metrics, setting=swept)
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(fieldnames)
     for key in sorted(missing.keys() | groups.keys(), key=cell_sort_key):
         task, backbone, method, ratio = key
         group = groups.get(key, [])
@@ -673,7 +676,7 @@ def render_csv(
             row[f"{metric}_std"] = fmt_float(cell.std if cell else None)
             row[f"{metric}_ci_low"] = fmt_float(interval.low)
             row[f"{metric}_ci_high"] = fmt_float(interval.high)
-        writer.writerow(row)
+        writer.writerow([row[name] for name in fieldnames])
     return buffer.getvalue()
 
 
