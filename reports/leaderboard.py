@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import itertools
 import operator
@@ -694,6 +695,7 @@ def render_comparisons(
     return render_comparisons_csv([c for m in shown for c in by_metric[m]])
 
 
+@functools.lru_cache(maxsize=4096)  # the settings table asks per run and setting
 def base_method(method: str) -> str:
     """A row's method without its swept settings: ``fscl+os[sim_weight=0.3]`` -> ``fscl+os``."""
     return method.partition("[")[0]
