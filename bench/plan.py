@@ -117,12 +117,12 @@ def _used_classes(
     all_presets: bool,
 ) -> tuple[str, ...] | None:
     """The class folders the tasks name (as :func:`_resolve_tasks` will resolve them), or None for every class: a
-    task takes them all (``lt`` without a preset), or ``all_presets`` finds no preset (a data check then looks at
-    every folder). A task name that is not a preset adds nothing: :func:`_resolve_tasks` reports it."""
+    task takes them all (``lt`` without a preset), or ``all_presets`` without task names (a check of the whole data
+    set). A task name that is not a preset adds nothing: :func:`_resolve_tasks` reports it."""
     if classes is not None:
         return tuple(classes)
-    if all_presets and not task_names:
-        return tuple(dict.fromkeys(name for names in presets.values() for name in names)) or None
+    if all_presets and not task_names:  # a check of the whole data set (bench doctor): every class folder
+        return None
     if any(name == LONG_TAIL_TASK and name not in presets for name in task_names):
         return None
     chosen = [presets[name] for name in task_names or ("fine",) if name in presets]
