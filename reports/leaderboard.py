@@ -653,31 +653,30 @@ def render_csv(
     fieldnames = csv_fieldnames(metrics, setting=swept)
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(fieldnames)
+    columns = [(stats[m], intervals[m]) for m in metrics]
     for key in sorted(missing.keys() | groups.keys(), key=cell_sort_key):
         task, backbone, method, ratio = key
         group = groups.get(key, [])
         classes = (group[0] if group else sections[(task, backbone)]).classes
-        row = {
-            "task": task,
-            "backbone": backbone,
-            "majority_class": classes[0] if len(classes) > 0 else "",
-            "minority_class": classes[-1] if len(classes) > 1 else "",  # a long-tailed task's tail class
-            "method": method,
-            "ratio": fmt_float(ratio),
-            "n": sum(1 for r in group if r.status == "finished"),
-            "n_failed": sum(1 for r in group if r.status == "failed"),
-            "n_missing": len(missing.get(key, ())),
-        }
+        row: list[object] = [
+            task,
+            backbone,
+            classes[0] if len(classes) > 0 else "",
+            classes[-1] if len(classes) > 1 else "",  # a long-tailed task's tail class
+            method,
+            fmt_float(ratio),
+            sum(1 for r in group if r.status == "finished"),
+            sum(1 for r in group if r.status == "failed"),
+        ]  # in csv_fieldnames order: the fixed columns, means and stds, n_missing, intervals, setting
+        found = [(cells.get(key), by_cell.get(key, _NO_INTERVAL)) for cells, by_cell in columns]
+        for cell, _ in found:
+            row += (fmt_float(cell.mean), fmt_float(cell.std)) if cell else ("", "")
+        row.append(len(missing.get(key, ())))
+        for _, interval in found:
+            row += (fmt_float(interval.low), fmt_float(interval.high))
         if swept:
-            row[SETTING_COLUMN] = "; ".join(dict.fromkeys(variant_text(r.variant) for r in group if r.variant))
-        for metric in metrics:
-            cell = stats[metric].get(key)
-            interval = intervals[metric].get(key, _NO_INTERVAL)
-            row[f"{metric}_mean"] = fmt_float(cell.mean if cell else None)
-            row[f"{metric}_std"] = fmt_float(cell.std if cell else None)
-            row[f"{metric}_ci_low"] = fmt_float(interval.low)
-            row[f"{metric}_ci_high"] = fmt_float(interval.high)
-        writer.writerow([row[name] for name in fieldnames])
+            row.append("; ".join(dict.fromkeys(variant_text(r.variant) for r in group if r.variant)))
+        writer.writerow(row)
     return buffer.getvalue()
 
 
