@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 import statistics
 import sys
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from reports.posthoc import POSTHOC_SUFFIX
 PREFERRED_METHOD_ORDER: tuple[str, ...] = ("ce", "os", "cb", "fscl", "fscl+os")
 
 CellKey = tuple[str, str, str, float]
+_status = operator.attrgetter("status")
 
 
 #: Bits of the scaled square root before its one rounding to float (as :func:`statistics.stdev` does).
@@ -143,7 +145,7 @@ def aggregate(
                 n=len(found),
                 mean=math.fsum(found) / len(found) if found else None,  # statistics.fmean's arithmetic
                 std=sample_std(found) if len(found) >= 2 else None,  # statistics.stdev's float
-                n_failed=sum(1 for r in group if r.status == "failed"),
+                n_failed=list(map(_status, group)).count("failed"),
             )
         )
     return cells

@@ -665,8 +665,8 @@ def render_csv(
             classes[-1] if len(classes) > 1 else "",  # a long-tailed task's tail class
             method,
             fmt_float(ratio),
-            sum(1 for r in group if r.status == "finished"),
-            sum(1 for r in group if r.status == "failed"),
+            (statuses := [r.status for r in group]).count("finished"),
+            statuses.count("failed"),
         ]  # in csv_fieldnames order: the fixed columns, means and stds, n_missing, intervals, setting
         found = [(cells.get(key), by_cell.get(key, _NO_INTERVAL)) for cells, by_cell in columns]
         for cell, _ in found:
