@@ -270,11 +270,12 @@ def paired_comparisons(
         by_seed = {method: _values_by_seed(found, metric) for method, found in by_method.items()} if present else {}
         for baseline in present:
             base = by_seed[baseline]
+            base_seeds = sorted(base)  # the seeds both finished, in order: these, where the method has them
             for method, values in by_seed.items():
                 if method == baseline:
                     continue
                 pairs.append((task, backbone, ratio, method, baseline))
-                samples.append([values[seed] - base[seed] for seed in sorted(values.keys() & base.keys())])
+                samples.append([values[seed] - base[seed] for seed in base_seeds if seed in values])
     intervals = t_intervals(samples, confidence)
     tested = [i for i, diffs in enumerate(samples) if len(diffs) >= min_pairs]
     p_values: list[float | None] = [None] * len(samples)
