@@ -266,6 +266,7 @@ def report(
         int,
         typer.Option(
             min=0,
+            metavar="N",
             help="Draw the figures of the first N sections (task x backbone, in report order; each takes seconds); "
             "the others say so. 0: no figures.",
         ),
