@@ -265,7 +265,6 @@ def report(
     figure_sections: Annotated[
         int,
         typer.Option(
-            min=0,
             metavar="N",
             help="Draw the figures of the first N sections (task x backbone, in report order; each takes seconds); "
             "the others say so. 0: no figures.",
@@ -281,6 +280,8 @@ def report(
 
     if not runs_dir.is_dir():
         fail(f"{runs_dir} is not a folder; pass the --out folder of a bench run")
+    if figure_sections < 0:
+        fail(f"--figure-sections must be 0 or more, got {figure_sections}")
     try:
         chosen_on = parse_select_metric(select_metric) if select_metric is not None else None
     except ValueError as error:

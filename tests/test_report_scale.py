@@ -225,3 +225,5 @@ def test_figures_of_the_first_sections_only(tmp_path: Path, monkeypatch: pytest.
     assert drawn == [("cam", "b")]
     report = (tmp_path / "cli" / "report.md").read_text(encoding="utf-8")
     assert report.count(document.FIGURES_CAPPED.format(sections=3, cap=1)) == 2
+    negative = CliRunner().invoke(cli.app, ["report", str(runs), "--figure-sections", "-1"])
+    assert negative.exit_code == 2 and negative.output == "error: --figure-sections must be 0 or more, got -1\n"
