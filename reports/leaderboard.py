@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
+import gc
 import io
 import itertools
 import operator
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,6 +126,20 @@ COMPARISON_METRICS: tuple[str, ...] = ("test_minority_acc",)
 LONG_TAIL_COMPARISON_METRICS: tuple[str, ...] = ("test_balanced_acc",)
 MARKDOWN_FILE = "leaderboard.md"
 CSV_FILE = "leaderboard.csv"
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Python's cycle collector off inside, as it was outside afterwards. The tables make millions of small objects
+    that hold no cycles (freed by reference counting as usual), and every collection they trigger walks all live
+    objects, the runs included: 24 -> 15 s CPU for the tables of 100,000 runs."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def pairs_to_reach(alpha: float) -> int:
@@ -518,6 +534,7 @@ def _posthoc_note(records: Sequence[RunRecord]) -> list[str]:
     ]
 
 
+@gc_paused()
 def render_markdown(
     collection: Collection | ReportRuns,
     metrics: Sequence[str] = DEFAULT_METRICS,
@@ -622,6 +639,7 @@ def csv_fieldnames(metrics: Sequence[str] = DEFAULT_METRICS, *, setting: bool = 
     return original + later + ([SETTING_COLUMN] if setting else [])
 
 
+@gc_paused()
 def render_csv(
     collection: Collection | ReportRuns,
     metrics: Sequence[str] = DEFAULT_METRICS,
@@ -680,6 +698,7 @@ def render_csv(
     return buffer.getvalue()
 
 
+@gc_paused()
 def render_comparisons(
     collection: Collection | ReportRuns,
     metrics: Sequence[str] = DEFAULT_METRICS,
@@ -798,6 +817,7 @@ def load_collection(runs_dir: Path, *, ensemble: bool = False) -> Collection:
     return prepare_runs(collect_runs(Path(runs_dir)), ensemble=ensemble).collection
 
 
+@gc_paused()
 def write_leaderboard(
     runs_dir: Path,
     out_dir: Path | None = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 import math
 import random
@@ -12,6 +13,7 @@ import pytest
 from scipy import stats
 
 from reports.aggregate import sample_std
+from reports.leaderboard import gc_paused
 from reports.statistics import sign_flip_p_value, sign_flip_p_values, t_interval, t_intervals
 
 
@@ -115,3 +117,21 @@ def test_sign_flip_p_values_equal_the_reference() -> None:
 def test_sign_flip_p_values_past_the_exact_limit_draw() -> None:
     diffs = [0.01 * (i % 5) - 0.015 for i in range(23)]
     assert sign_flip_p_values([diffs]) == [sign_flip_p_value(diffs)]
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_gc_paused_restores_the_collector(enabled: bool) -> None:
+    was = gc.isenabled()
+    try:
+        gc.enable() if enabled else gc.disable()
+        with gc_paused():
+            assert not gc.isenabled()
+            with gc_paused():
+                assert not gc.isenabled()
+            assert not gc.isenabled()
+        assert gc.isenabled() is enabled
+        with pytest.raises(RuntimeError), gc_paused():
+            raise RuntimeError("a failing table")
+        assert gc.isenabled() is enabled
+    finally:
+        gc.enable() if was else gc.disable()
