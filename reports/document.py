@@ -126,8 +126,8 @@ def _distinct(values: list[object]) -> str:
 
 def _sources(records: Sequence[RunRecord], key: str) -> str:
     """Where ``key``'s value came from, as recorded by the runs (distinct values listed); ``-`` where not recorded."""
-    names = (key, SOURCE_KEYS.get(key, key))
-    found = [next((r.sources[n] for n in names if n in r.sources), NO_SOURCE) for r in records]
+    alias = SOURCE_KEYS.get(key, key)
+    found = [r.sources[key] if key in r.sources else r.sources.get(alias, NO_SOURCE) for r in records]
     return ", ".join(dict.fromkeys(found)) if found else NO_SOURCE
 
 
@@ -139,9 +139,10 @@ def _method_specific(key: str) -> bool:
 def _value(record: RunRecord, key: str) -> object:
     """A run's value of setting ``key``: its swept value, its config's, or the one bench used before the setting
     existed (:func:`bench.results.legacy_value`)."""
-    swept = dict(record.variant)
-    if key in swept:
-        return swept[key]
+    if record.variant:
+        swept = dict(record.variant)
+        if key in swept:
+            return swept[key]
     return record.config[key] if key in record.config else legacy_value(key, record.config)
 
 
@@ -163,8 +164,10 @@ def settings_table(records: Sequence[RunRecord], extra: Sequence[tuple[str, str,
     """
     swept = {key for r in records for key, _ in r.variant}
     rows: list[tuple[str, str, str]] = []
+    methods = {r.method for r in records}
     for key in SETTING_KEYS:
-        users = [r for r in records if method_uses(base_method(r.method), key)]
+        reading = {m for m in methods if method_uses(base_method(m), key)}
+        users = [r for r in records if r.method in reading]
         if _method_specific(key) or key in swept or any(key in r.config for r in users):
             having = [r for r in users if key in r.config or key in OPTIONS_BY_NAME]  # "dataset" is no option
             values = [_value(r, key) for r in having]
