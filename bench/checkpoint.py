@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from bench.config import RunConfig
-from bench.results import CHECKPOINT_FILE, atomic_file
+from bench.results import CHECKPOINT_FILE, atomic_file, changed_settings
 
 FORMAT = 1
 
@@ -58,7 +58,7 @@ def saved_epoch(path: Path, config: RunConfig) -> int:
     0 when there is none or it is another run's or unreadable. Memory-maps the file: no weights are read."""
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        if saved.get("format") == FORMAT and saved.get("config") == config.to_dict():
+        if saved.get("format") == FORMAT and not changed_settings(saved.get("config") or {}, config):
             return int(saved["epoch"])
     except Exception:  # absent or damaged: the run starts over
         pass
@@ -75,6 +75,7 @@ class Checkpoints:
 
     def __init__(self, path: Path, config: RunConfig, *, workers: int, minutes: float) -> None:
         self.path = path
+        self.run = config
         self.config = config.to_dict()
         self.workers = workers
         self.minutes = minutes
@@ -94,7 +95,7 @@ class Checkpoints:
             return None
         try:
             saved = torch.load(self.path, map_location=device, weights_only=True)
-            if saved.get("format") != FORMAT or saved.get("config") != self.config:
+            if saved.get("format") != FORMAT or changed_settings(saved.get("config") or {}, self.run):
                 raise ValueError("saved for other settings")
             if len(saved["rows"]) != int(saved["epoch"]):
                 raise ValueError(f"it follows epoch {saved['epoch']} but holds {len(saved['rows'])} epoch rows")

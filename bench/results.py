@@ -136,6 +136,17 @@ class RunFiles:
 RUN_FILES = ("config.json", "subset.json", "metrics.jsonl", OUTPUTS_FILE, VAL_OUTPUTS_FILE, "result.json")
 
 
+def changed_settings(stored: dict[str, Any], config: RunConfig) -> list[str]:
+    """The keys of :meth:`RunConfig.identity` in which ``stored`` (a run's recorded config) differs from ``config``,
+    sorted; a key the run did not record counts as its :func:`legacy_value`. [] when they are the same run."""
+    current = config.identity()
+    return sorted(
+        key
+        for key, value in current.items()
+        if (stored[key] if stored.get(key) is not None else legacy_value(key, stored)) != value
+    )
+
+
 @dataclass(frozen=True)
 class RunFolder:
     """Paths of one run's files."""
@@ -213,7 +224,7 @@ class RunFolder:
         stored = result.get("config", {})
         current = config.identity()
         stored = {key: stored[key] if stored.get(key) is not None else legacy_value(key, stored) for key in current}
-        changed = sorted(key for key in current if stored[key] != current[key])
+        changed = changed_settings(result.get("config", {}), config)
         if changed:
             key = changed[0]
             why = (

@@ -190,3 +190,24 @@ def test_a_checkpoint_dir_that_cannot_be_made_is_a_one_line_error(tmp_path: Path
     assert result.output.strip() == (
         f"error: cannot create checkpoint folder {target}: Not a directory; choose another --checkpoint-dir"
     )
+
+
+def test_a_checkpoint_is_compared_by_what_keys_the_run(tmp_path: Path) -> None:
+    """A checkpoint written before ``sweep`` was recorded, or under another path of the same data, resumes (results
+    are compared the same way); one of other data does not."""
+    from bench.checkpoint import saved_epoch
+
+    path = tmp_path / CHECKPOINT_FILE
+    Checkpoints(path, config_of(4), workers=0, minutes=0).save(small_state(), 2, 1.5, ROWS)
+    saved = torch.load(path, weights_only=True)
+    del saved["config"]["sweep"]
+    saved["config"]["dataset"] = "/elsewhere/the-same-data"
+    torch.save(saved, path)
+    assert saved_epoch(path, config_of(4)) == 2
+    resumed = Checkpoints(path, config_of(4), workers=0, minutes=0).resume(small_state(), torch.device("cpu"))
+    assert resumed is not None and resumed.epoch == 2
+    saved["config"]["data_fingerprint"] = "other data"
+    torch.save(saved, path)
+    assert saved_epoch(path, config_of(4)) == 0
+    with pytest.warns(UserWarning, match="other settings"):
+        assert Checkpoints(path, config_of(4), workers=0, minutes=0).resume(small_state(), torch.device("cpu")) is None
