@@ -45,15 +45,25 @@ class WorkerOptions:
 
 
 def cached_task(
-    source: DatasetSource, classes: tuple[str, ...], img_size: int, cache_dir: Path | None, resize: str = "stretch"
+    source: DatasetSource,
+    classes: tuple[str, ...],
+    img_size: int,
+    cache_dir: Path | None,
+    resize: str = "stretch",
+    validation: bool = True,
 ) -> TaskData:
-    """The task's decoded images, prepared once per worker process and kept for the next runs of the same task."""
-    key = (source.name, source.fingerprint, classes, img_size, resize, None if cache_dir is None else str(cache_dir))
+    """The task's decoded images, prepared once per worker process and kept for the next runs of the same task;
+    the data set's own validation split is decoded only with ``validation`` (a grid at --val-count 0 has none),
+    as the local executor does."""
+    cache = None if cache_dir is None else str(cache_dir)
+    key = (source.name, source.fingerprint, classes, img_size, resize, cache, validation)
     if key not in _TASKS:
         if len(_TASKS) >= _MAX_TASKS:
             _TASKS.clear()
         with _node_lock(cache_dir):
-            _TASKS[key] = prepare_task(source, classes, img_size, resize=resize, cache_dir=cache_dir)
+            _TASKS[key] = prepare_task(
+                source, classes, img_size, resize=resize, cache_dir=cache_dir, validation=validation
+            )
     return _TASKS[key]
 
 
@@ -111,7 +121,9 @@ def train_remote(config: RunConfig, source: DatasetSource, options: WorkerOption
     setup = resolve_device(options.device, config.settings.amp, compile=options.compile)
     workers = options.workers if options.workers is not None else threads_for(options.cpus_per_run) - 1
     settings = config.settings
-    task = cached_task(source, config.classes, settings.img_size, options.cache_dir, settings.resize)
+    task = cached_task(
+        source, config.classes, settings.img_size, options.cache_dir, settings.resize, settings.val_count > 0
+    )
     with tempfile.TemporaryDirectory(prefix="bench-run-") as scratch:
         folder = RunFolder(Path(scratch) / config.run_id)
         checkpoints = {}

@@ -246,3 +246,26 @@ def test_a_run_resumes_on_ray_from_a_checkpoint_in_the_shared_checkpoint_dir(
     with np.load(resumed.outputs) as a, np.load(straight.outputs) as b:
         np.testing.assert_array_equal(a["logits"], b["logits"])
     assert not (tmp_path / "shared" / run_id / "checkpoint.pt").exists()
+
+
+def test_a_worker_decodes_the_own_validation_split_only_when_the_grid_validates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the local executor: at --val-count 0 a worker does not decode the data set's own val/ split."""
+    from PIL import Image
+
+    from bench import remote_run
+    from bench.data import open_source
+
+    for split in ("train", "test", "val"):
+        for name, colour in (("a", 40), ("b", 200)):
+            folder = tmp_path / "data" / split / name
+            folder.mkdir(parents=True)
+            for i in range(3):
+                Image.new("RGB", (8, 8), (colour, i, 0)).save(folder / f"{i}.png")
+    monkeypatch.setattr(remote_run, "_TASKS", {})
+    source = open_source(tmp_path / "data", cache_dir=tmp_path / "cache")
+    without = remote_run.cached_task(source, ("a", "b"), 8, None, validation=False)
+    assert without.val_images is None and without.val_split == ""
+    validated = remote_run.cached_task(source, ("a", "b"), 8, None)
+    assert validated.val_split == "val" and len(validated.val_images) == 6
