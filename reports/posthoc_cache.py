@@ -33,9 +33,10 @@ FileKey = tuple[int, ...]
 def file_key(folder: Path) -> FileKey | None:
     """(size, mtime_ns) of each file a post-hoc row is computed from, flattened; None when one is missing."""
     key: list[int] = []
+    base = os.fspath(folder)  # plain strings, no Path object per file (300,000 at 100,000 runs)
     for name in _WATCHED:
         try:
-            stat = os.stat(folder / name)
+            stat = os.stat(os.path.join(base, name))
         except OSError:
             return None
         key += [stat.st_size, stat.st_mtime_ns]
