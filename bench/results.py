@@ -221,12 +221,11 @@ class RunFolder:
         result = self.read_result()
         if result is None:
             return False
-        stored = result.get("config", {})
-        current = config.identity()
-        stored = {key: stored[key] if stored.get(key) is not None else legacy_value(key, stored) for key in current}
-        changed = changed_settings(result.get("config", {}), config)
+        recorded = result.get("config", {})
+        changed = changed_settings(recorded, config)
         if changed:
             key = changed[0]
+            there = recorded[key] if recorded.get(key) is not None else legacy_value(key, recorded)
             why = (
                 ": the task's images changed, or the run was written before runs were keyed by their task's class "
                 "folders (2026-12-02)"
@@ -234,8 +233,8 @@ class RunFolder:
                 else ""
             )
             raise ConfigError(
-                f"{self.path} holds a finished run with different settings ({key}: {stored[key]!r} there, "
-                f"{current[key]!r} now{why}); choose a new --out or remove that folder"
+                f"{self.path} holds a finished run with different settings ({key}: {there!r} there, "
+                f"{config.identity()[key]!r} now{why}); choose a new --out or remove that folder"
             )
         return True
 

@@ -9,8 +9,9 @@ missing runs) live in :mod:`reports.statistics`; checks that a cell's runs share
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from bench.lazy_names import lazy_names
 
 # imported now: the function ``aggregate`` must win over the submodule of that name, which Python binds on the
 # package when the submodule is first imported (any later ``from reports import aggregate`` then gets the function)
@@ -86,13 +87,4 @@ __all__ = [
 ]  # CellStats, aggregate and the names of _HOMES
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
-    globals()[name] = value  # the next lookup is a plain one
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_HOMES})
+__getattr__, __dir__ = lazy_names(__name__, _HOMES, globals())

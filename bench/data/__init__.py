@@ -11,8 +11,9 @@ loader = create_loader(decoded.images, decoded.labels, create_train_transform(me
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from bench.lazy_names import lazy_names
 
 if TYPE_CHECKING:  # for type checkers and editors; at run time each name is imported on first use
     from bench.data.augment import (
@@ -114,13 +115,4 @@ __all__ = [
 ]  # the names of _HOMES
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
-    globals()[name] = value  # the next lookup is a plain one
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_HOMES})
+__getattr__, __dir__ = lazy_names(__name__, _HOMES, globals())
